@@ -1,0 +1,112 @@
+# mtinfer build. `make help` lists the targets. Everything lands in build/ (variants in
+# build/<variant>/), so sanitizer and broken-twin builds never mix objects with the main one.
+
+BUILD    ?= build
+CC       := clang
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+OPT      ?= -O2 -g
+SAN      ?=
+VARIANT  ?=
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread
+WARN     := -Wall -Wextra -Werror -Wthread-safety -Wshadow -Wno-unused-parameter
+CFLAGS   := -std=c11 $(OPT) $(WARN) -fPIC -pthread $(SAN) $(VARIANT)
+LDLIBS   := -lopenblas -lcjson -lm -pthread
+
+LIB_SRCS := $(wildcard src/base/*.c src/backend/cpu/*.c src/runtime/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_SRCS := $(wildcard tools/*.c)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/obj/%.o)
+
+STATIC_LIB := $(BUILD)/lib/libmtinfer.a
+SHARED_LIB := $(BUILD)/lib/libmtinfer.so
+CLI        := $(BUILD)/bin/mtinfer
+TESTS      := $(BUILD)/bin/mtinfer-tests
+
+.PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken verify bench \
+        check-format format clean help
+
+all: lib cli tests
+
+help:
+	@echo "make deps         install build/test dependencies (Debian, as root)"
+	@echo "make              build the library (static+shared), the CLI and the tests"
+	@echo "make bench        the main job: build, then 'mtinfer bench' on the default backend"
+	@echo "make test         every test: unit, TSan, ASan+UBSan, broken twins, Spin models, format"
+	@echo "make test-unit    unit and concurrency tests (Criterion) on the release build"
+	@echo "make test-tsan    the tests under ThreadSanitizer"
+	@echo "make test-asan    the tests under AddressSanitizer + UndefinedBehaviorSanitizer + leaks"
+	@echo "make test-broken  each broken twin must make its targeted test fail"
+	@echo "make verify       Spin models and their broken twins"
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+cli: $(CLI)
+tests: $(TESTS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLI): $(CLI_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TESTS): $(TEST_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+
+deps:
+	bash scripts/install-deps.sh
+
+# ---- the two README commands --------------------------------------------------------------
+bench: cli
+	$(CLI) bench $(BENCH_ARGS)
+
+test: test-unit test-tsan test-asan test-broken verify check-format
+
+# ---- test variants ------------------------------------------------------------------------
+# Criterion runs each test in its own process, so one crash is reported, not fatal to the run.
+CRITERION_ARGS ?= --jobs 2
+
+test-unit: tests
+	$(TESTS) $(CRITERION_ARGS)
+
+test-tsan:
+	$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SAN="-fsanitize=thread" tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  MTI_TEST_SCALE=4 build/tsan/bin/mtinfer-tests $(CRITERION_ARGS)
+
+test-asan:
+	$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
+	ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
+	  MTI_TEST_SCALE=4 build/asan/bin/mtinfer-tests $(CRITERION_ARGS)
+
+test-broken:
+	bash tests/run-broken-twins.sh
+
+verify:
+	bash verify/run.sh
+
+check-format:
+	@bad=$$(clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' '*.cu') 2>&1 | grep -c warning || true); \
+	  if [ "$$bad" != "0" ]; then clang-format --dry-run $$(git ls-files '*.c' '*.h' '*.cu') 2>&1 | head -20; \
+	  echo "clang-format: $$bad places differ (run 'make format')"; exit 1; fi; echo "format: ok"
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
+
+clean:
+	rm -rf build

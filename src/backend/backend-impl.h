@@ -1,0 +1,103 @@
+/*
+ * The backend interface: one vtable per concept (device, stream, event), each object laid out
+ * as { iface, device, ctx-by-embedding }. The runtime (pool, allocator, events) only ever talks
+ * to these tables, so a backend (cpu/, cuda/) slots in without touching src/runtime/.
+ *
+ * Rules every backend keeps:
+ * - Stream operations are ordered: work submitted to one stream runs in submission order, and a
+ *   submit returns before its work runs (the CPU backend too, so async bugs show up in CI).
+ * - The runtime serialises recording into one stream (its record lock), so a stream's submit
+ *   functions are never called by two threads at once; synchronize, query and event calls may
+ *   come from any thread at any time.
+ * - Errors raised by queued work are kept on the stream and returned (then cleared) by the next
+ *   synchronize; a device error that poisons the context is reported on every later call.
+ * - Nothing here aborts; all failures are mti_status with the thread's message set.
+ * Members marked (optional) may be NULL; the caller supplies the default named beside them.
+ */
+#ifndef MTI_BACKEND_IMPL_H
+#define MTI_BACKEND_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mtinfer.h"
+
+typedef struct mti_backend_device mti_backend_device;
+typedef struct mti_backend_stream mti_backend_stream;
+typedef struct mti_backend_event mti_backend_event;
+
+/* Per-submit hints from the runtime. */
+enum {
+    /* The submitting thread will wait for this work itself soon (submit-then-wait requests):
+     * the backend need not wake a worker for it. Without it, work must make progress even if
+     * nobody ever waits. */
+    MTI_SUBMIT_WAITED = 1u << 0,
+};
+
+struct mti_backend_device_i {
+    const char *name; /* "cpu", "cuda" */
+    void (*destroy)(mti_backend_device *dev);
+    mti_status (*stream_create)(mti_backend_device *dev, mti_backend_stream **out);
+    mti_status (*event_create)(mti_backend_device *dev, bool timing, mti_backend_event **out);
+    /* Raw device memory; the runtime's caching allocator sits in front of these. */
+    mti_status (*mem_alloc)(mti_backend_device *dev, size_t bytes, void **out);
+    void (*mem_free)(mti_backend_device *dev, void *ptr);
+};
+
+struct mti_backend_stream_i {
+    /* Drains the stream, then frees it. */
+    void (*destroy)(mti_backend_stream *s);
+    mti_status (*memcpy_async)(mti_backend_stream *s, void *dst, const void *src, size_t bytes,
+                               mti_copy_kind kind, unsigned flags);
+    mti_status (*memset_async)(mti_backend_stream *s, void *dst, int value, size_t bytes,
+                               unsigned flags);
+    /* y[m,n] = act(x[m,k] w[n,k]^T + bias[n]), fp32 row-major; bias may be NULL. */
+    mti_status (*linear_async)(mti_backend_stream *s, const float *x, const float *w,
+                               const float *bias, float *y, int m, int n, int k,
+                               mti_activation act, unsigned flags);
+    mti_status (*launch_host)(mti_backend_stream *s, mti_host_fn fn, void *user, unsigned flags);
+    /* Work submitted after this waits for the event's captured work. */
+    mti_status (*wait_event)(mti_backend_stream *s, mti_backend_event *e, unsigned flags);
+    /* Blocks until all submitted work is done; returns and clears the first queued error. */
+    mti_status (*synchronize)(mti_backend_stream *s, mti_sync_mode mode);
+    /* MTI_OK when idle, MTI_ERR_NOT_READY otherwise; never blocks; ensures progress. */
+    mti_status (*query)(mti_backend_stream *s);
+};
+
+struct mti_backend_event_i {
+    void (*destroy)(mti_backend_event *e);
+    /* Captures all work submitted to s so far (re-recording moves the marker). */
+    mti_status (*record)(mti_backend_event *e, mti_backend_stream *s, unsigned flags);
+    mti_status (*query)(mti_backend_event *e);
+    mti_status (*synchronize)(mti_backend_event *e, mti_sync_mode mode);
+    /* (optional: NULL means MTI_ERR_UNSUPPORTED) */
+    mti_status (*elapsed_ms)(mti_backend_event *start, mti_backend_event *end, float *ms);
+};
+
+struct mti_backend_device {
+    const struct mti_backend_device_i *iface;
+    int ordinal;
+    char name[128];
+};
+
+struct mti_backend_stream {
+    const struct mti_backend_stream_i *iface;
+    mti_backend_device *device;
+};
+
+struct mti_backend_event {
+    const struct mti_backend_event_i *iface;
+    mti_backend_device *device;
+};
+
+/* Backend entry points, one per backend. count_devices never fails: 0 means unusable (and
+ * *why says why, for the one-line notice). */
+int mti__cpu_count_devices(const char **why);
+mti_status mti__cpu_device_open(int ordinal, mti_sync_mode sync_mode, mti_backend_device **out);
+#ifdef MTI_WITH_CUDA
+int mti__cuda_count_devices(const char **why);
+mti_status mti__cuda_device_open(int ordinal, mti_sync_mode sync_mode, mti_backend_device **out);
+#endif
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * CPU backend internals. A CPU stream is an ordered queue of ops (a fixed ring: no allocation
+ * per op) with one executor token. Work runs on the stream's worker thread or on any thread
+ * that waits for it: a waiter that finds nobody executing takes the token and runs the queued
+ * ops itself, so a submit-then-wait request pays no thread hand-off (see DESIGN.md: on 2 cores
+ * the hand-off costs more than the work). Cross-stream waits help the other stream the same
+ * way; a wait captures (stream, seq) when it is enqueued, so waits form a DAG in time and
+ * helping cannot deadlock.
+ *
+ * Lock order: a thread holds at most one stream lock at a time (it drops its own before it
+ * helps another stream), and an event's lock is never held while taking a stream's lock.
+ */
+#ifndef MTI_BACKEND_CPU_INTERNAL_H
+#define MTI_BACKEND_CPU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "backend/backend-impl.h"
+#include "base/atomics.h"
+#include "base/sync.h"
+
+#define MTI_CPU_RING_CAP 256
+
+struct cpu_event;
+
+enum cpu_op_kind {
+    CPU_OP_HOST_FN,
+    CPU_OP_MEMCPY,
+    CPU_OP_MEMSET,
+    CPU_OP_LINEAR,
+    CPU_OP_RECORD,
+    CPU_OP_WAIT,
+};
+
+struct cpu_op {
+    enum cpu_op_kind kind;
+    union {
+        struct {
+            mti_host_fn fn;
+            void *user;
+        } host;
+        struct {
+            void *dst;
+            const void *src;
+            size_t bytes;
+        } copy;
+        struct {
+            void *dst;
+            int value;
+            size_t bytes;
+        } set;
+        struct {
+            const float *x, *w, *bias;
+            float *y;
+            int m, n, k;
+            mti_activation act;
+        } linear;
+        struct {
+            struct cpu_event *event;
+            uint64_t generation;
+        } record;
+        struct {
+            struct cpu_stream *other;
+            uint64_t seq;
+        } wait;
+    } u;
+};
+
+struct cpu_device {
+    mti_backend_device base;
+    mti_sync_mode sync_mode; /* how waits inside queued work (stream-wait-event) wait */
+};
+
+struct cpu_stream {
+    mti_backend_stream base;
+    mti_mutex lock;   /* protects every field below marked MTI_GUARDED_BY(lock) */
+    mti_cond done_cv; /* signalled when `completed` advances and done_waiters > 0 */
+    mti_cond work_cv; /* wakes the worker (kick_seq raised, or stopping) */
+    struct cpu_op ring[MTI_CPU_RING_CAP] MTI_GUARDED_BY(lock);
+    uint64_t head MTI_GUARDED_BY(lock); /* ops finished; ring[head % CAP] runs next */
+    uint64_t tail MTI_GUARDED_BY(lock); /* ops submitted; op i has sequence number i + 1 */
+    /* Mirror of head for lock-free queries: stored (release) under lock after each op, so a
+     * reader that loads it (acquire) sees the op's memory effects. */
+    _Atomic uint64_t completed;
+    uint64_t kick_seq MTI_GUARDED_BY(lock); /* the worker runs ops until head reaches this */
+    bool executing MTI_GUARDED_BY(lock);    /* the executor token: one runner at a time */
+    int done_waiters MTI_GUARDED_BY(lock);
+    bool worker_sleeping MTI_GUARDED_BY(lock);
+    bool stopping MTI_GUARDED_BY(lock);
+    mti_status error MTI_GUARDED_BY(lock); /* first error of queued work since the last sync */
+    pthread_t worker;
+};
+
+struct cpu_event {
+    mti_backend_event base;
+    bool timing;
+    mti_mutex lock;                             /* protects the captured marker below */
+    struct cpu_stream *stream MTI_GUARDED_BY(lock); /* NULL until recorded */
+    uint64_t seq MTI_GUARDED_BY(lock);
+    uint64_t generation MTI_GUARDED_BY(lock); /* bumped by each record */
+    uint64_t time_ns MTI_GUARDED_BY(lock);    /* when the record op ran (timing events) */
+    uint64_t time_generation MTI_GUARDED_BY(lock);
+};
+
+/* Enqueues op; *seq_out (optional) gets its sequence number. */
+mti_status mti__cpu_stream_submit(struct cpu_stream *s, const struct cpu_op *op, unsigned flags,
+                                  uint64_t *seq_out);
+/* Blocks until s has finished op number seq, helping to run it when nobody else is. */
+void mti__cpu_stream_wait_seq(struct cpu_stream *s, uint64_t seq, mti_sync_mode mode);
+/* Makes sure ops up to seq progress without a waiter (wakes the worker). */
+void mti__cpu_stream_kick(struct cpu_stream *s, uint64_t seq);
+static inline uint64_t mti__cpu_stream_completed(struct cpu_stream *s)
+{
+    return mti_atomic_load_acquire(&s->completed);
+}
+
+mti_status mti__cpu_stream_create(mti_backend_device *dev, mti_backend_stream **out);
+mti_status mti__cpu_event_create(mti_backend_device *dev, bool timing, mti_backend_event **out);
+/* Runs when a timing record op executes. */
+void mti__cpu_event_stamp(struct cpu_event *e, uint64_t generation);
+
+/* y[m,n] = act(x w^T + bias) with single-threaded BLAS. */
+void mti__cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n,
+                     int k, mti_activation act);
+
+#endif

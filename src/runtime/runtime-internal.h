@@ -1,0 +1,100 @@
+/*
+ * Runtime internals shared by the files of src/runtime: the runtime, per-device contexts, streams.
+ * Ownership: a runtime owns its device contexts; a device context owns its backend device,
+ * pool (which owns the streams) and allocator. Nothing here is visible to users.
+ */
+#ifndef MTI_RUNTIME_INTERNAL_H
+#define MTI_RUNTIME_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend-impl.h"
+#include "base/atomics.h"
+#include "base/status.h"
+#include "base/sync.h"
+#include "runtime/alloc.h"
+#include "runtime/pool.h"
+
+struct mti_device_ctx {
+    struct mti_runtime *rt;
+    int index; /* position in rt->devices */
+    mti_backend_device *bdev;
+    struct mti_pool pool;
+    struct mti_allocator alloc;
+};
+
+struct mti_stream {
+    mti_backend_stream *bs;
+    struct mti_device_ctx *dev;
+    int slot;
+    /* The recording rule: held while a thread submits into bs, so one thread records into a
+     * stream at a time even when threads share it (round-robin) or a caller passes it on. */
+    mti_mutex record_lock;
+    struct mti_stream_cache cache;
+    /* Thread-local cache entry that holds this slot (exclusive mode), or NULL. Written only by
+     * that thread. */
+    void *tls_holder;
+};
+
+/* A counting semaphore for MTI_SERIAL_SEMAPHORE. */
+struct mti_sem {
+    mti_mutex lock; /* protects count */
+    mti_cond freed;
+    int count MTI_GUARDED_BY(lock);
+};
+
+struct mti_runtime {
+    uint64_t id;          /* unique per process, never reused (thread caches compare it) */
+    unsigned fork_epoch;  /* mti__fork_epoch when created */
+    mti_runtime_params params;
+    mti_backend_kind backend;
+    int n_devices;
+    struct mti_device_ctx *devices;
+    mti_mutex encode_lock; /* MTI_SERIAL_GLOBAL: held while any thread records */
+    struct mti_sem encode_sem;
+    /* Registry (runtime.c): protected by the global registry lock. */
+    struct mti_runtime *registry_next;
+    int pins; /* thread-exit releases in progress; destroy waits for 0 */
+};
+
+struct mti_event {
+    struct mti_runtime *rt;
+    mti_backend_event *be;
+};
+
+/* Process-wide fork epoch, bumped in the child by pthread_atfork. */
+extern _Atomic unsigned mti__fork_epoch;
+
+static inline mti_status mti__runtime_check(struct mti_runtime *rt)
+{
+    if (MTI_UNLIKELY(rt->fork_epoch != mti_atomic_load_relaxed(&mti__fork_epoch)))
+        return mti__error(MTI_ERR_FORKED, "this runtime was created before fork(); create a new "
+                                          "runtime in the child process");
+    return MTI_OK;
+}
+
+/* stream.c */
+mti_status mti__stream_create(struct mti_device_ctx *dev, int slot, struct mti_stream **out);
+void mti__stream_destroy(struct mti_stream *s);
+/* Waits for all the stream's work using the runtime's sync mode; returns its pending error. */
+mti_status mti__stream_sync(struct mti_stream *s);
+/* Recording section: the serialization policy, then the stream's record lock. */
+void mti__encode_begin(struct mti_stream *s) MTI_ACQUIRE(s->record_lock);
+void mti__encode_end(struct mti_stream *s) MTI_RELEASE(s->record_lock);
+
+/* Takes a stream for a thread under the runtime's assignment and exhaustion policies. */
+mti_status mti__runtime_acquire(struct mti_runtime *rt, struct mti_stream **out);
+
+/* thread-cache.c */
+mti_status mti__thread_stream(struct mti_runtime *rt, struct mti_stream **out);
+/* Forgets the calling thread's cached slot of s, if it is one; true when it was. */
+bool mti__thread_forget(struct mti_stream *s);
+
+/* runtime.c: registry pins for thread-exit releases. */
+struct mti_runtime *mti__registry_pin(struct mti_runtime *rt, uint64_t id);
+void mti__registry_unpin(struct mti_runtime *rt);
+/* Whether (rt, id) names a live runtime (the answer may change right after). */
+bool mti__registry_alive(struct mti_runtime *rt, uint64_t id);
+
+#endif
