@@ -1,263 +1,491 @@
 /*
- * stream.pml -- CPU streams: ordered op queue, executor token, events,
- * stream-wait-event.
+ * stream.pml -- CPU streams and events: the ordered op ring, the executor token, the lazily
+ * woken worker, waiters that run ops themselves, cross-stream waits that help the other
+ * stream, and events.
  *
- * Abstracts (src/backend/cpu/):
- *   stream enqueue          lock(stream); append op; submitted_seq++;
- *                           broadcast(stream cv) (wakes the worker); unlock.
- *   stream worker thread    loop { lock; if an op is queued and nobody holds
- *                           the executor token: take token, pop, unlock, run,
- *                           lock, completed_seq++, drop token, broadcast;
- *                           else cond_wait }.
- *   wait for stream / seq   (stream synchronize, event synchronize, and
- *                           mti__stream_drain): lock; while completed_seq <
- *                           target { token free and op queued -> run it here
- *                           (same steps as the worker); else cond_wait };
- *                           unlock.
- *   event record            (stream, seq = submitted_seq) captured under the
- *                           stream lock.
- *   event query             complete <=> completed_seq(stream) >= seq.
- *   stream wait event       enqueue an op carrying (stream, seq) captured at
- *                           enqueue time; running it waits (on the other
- *                           stream's cv) until completed_seq >= seq.
+ * Abstracts (src/backend/cpu/cpu-stream.c, cpu-event.c, cpu-internal.h):
+ *   mti__cpu_stream_submit   lock; ring full -> run_until(head + 1); ring[tail++] = op;
+ *                            unless MTI_SUBMIT_WAITED: kick_locked(tail); unlock.
+ *   run_until                while head < target { executing -> wait_for_progress; else
+ *                            take the token, run ops up to target (lock dropped while an
+ *                            op runs; head++, completed = head, broadcast done_cv when
+ *                            done_waiters > 0), drop the token, hand work beyond the target
+ *                            to a sleeping worker (signal work_cv) }.
+ *   wait_for_progress        sync mode spin/yield/auto: unlock, spin on `completed` (auto:
+ *                            a bounded budget), lock, return on progress; then
+ *                            done_waiters++; while (head == seen && executing) wait done_cv.
+ *   mti__cpu_stream_wait_seq fast path completed >= seq, else lock; run_until(seq); unlock.
+ *   kick_locked / mti__cpu_stream_kick
+ *                            raise kick_seq; signal work_cv if the worker sleeps and nobody
+ *                            holds the token.
+ *   worker_main              loop { kick_seq > head && !executing -> run_until(kick_seq);
+ *                            else worker_sleeping = 1; wait work_cv; worker_sleeping = 0 }.
+ *   stream_synchronize / stream_query
+ *                            run_until(tail) / idle test + kick.
+ *   run_op CPU_OP_WAIT       mti__cpu_stream_wait_seq(other, seq): the executor helps the
+ *                            other stream (nested run_until on it).
+ *   event_record (untimed)   seq = tail under the stream lock, then (stream, seq) under
+ *                            the event lock.   event_query: completed >= seq, else kick.
+ *   event_synchronize        mti__cpu_stream_wait_seq(stream, seq).
+ *   stream_wait_event        read (stream, seq) NOW; nothing to do when never recorded,
+ *                            the same stream, or already complete; else submit CPU_OP_WAIT.
  *
- * Model: 2 streams, each with its worker; 2 client threads, each the producer
- * of one stream (the exclusive pool gives a stream one producer at a time).
- *   C0: K(A1) on S0; record E0 on S0; publish E0; get F1; S0 waits F1;
- *       K(A2) on S0; synchronize S0.
- *   C1: K(B1) on S1; record F1 on S1; publish F1; get E0; S1 waits E0;
- *       K(B2) on S1; record E1; synchronize E1; query E0.
- * The cross waits go both ways (S0 waits for S1 and S1 for S0), so a wrong
- * capture of (stream, seq) could deadlock; the model shows it cannot.
- * Kernels are ghost: A2 must start after B1 is done, B2 after A1.
+ * Model: streams A (0) and B (1), each with its worker; clients C0 (records into A) and C1
+ * (records into B); the runtime's record lock makes each stream's submits single-threaded,
+ * which one producer per stream stands for.  Kernels are ghost ops with an id.
+ *   C0: K(A1); record E0 on A; publish; get F1; A waits F1; K(A2); re-record E0 on A;
+ *       then stream_synchronize(A), or poll stream_query(A) until idle.
+ *   C1: K(B1); get E0; B waits E0; record F1 on B; publish; K(B2); record E1 on B;
+ *       then event_synchronize(E1), or poll event_query(E1) until complete;
+ *       K(B3), never waited for: the worker must run it on its own.
+ * The cross waits go both ways (A waits for B's wait op, which waits for A), and the
+ * re-record of E0 moves its marker past A's wait: only capture-at-enqueue keeps the waits
+ * acyclic.  Every submit is flagged MTI_SUBMIT_WAITED or not per client (nondeterministic);
+ * the sync mode is chosen per run (SYNC_MODE) or nondeterministically.
  *
  * Properties
- *   safety (assert): at most one executor per stream; ops start and complete
- *     in submission order, each exactly once; a kernel behind a wait-event
- *     starts only after the awaited kernel finished; after synchronize
- *     (stream or event) the covered kernels are done; event query of an
- *     event whose work finished reports complete; mutexes unlocked by owner.
- *   no invalid end state: no thread sleeps forever (workers idle at an end
- *     label is fine).
- *   ltl all_done (weak fairness): both clients eventually return.
+ *   safety (assert): at most one thread runs ops of a stream (executor token); ops run in
+ *     submission order, each exactly once; a kernel behind a stream-wait-event starts only
+ *     after the awaited kernel finished; after synchronize / a complete query the covered
+ *     kernels are done; a wait op run by a helper (nested) never needs a third level (the
+ *     waits form a DAG, so the awaited work is already complete there); mutexes unlocked by
+ *     their owner; at the end every submitted op ran (also K(B3), which nobody waited for).
+ *   no invalid end state: nobody sleeps forever (workers idle at their end label are fine).
+ *   ltl all_done (weak fairness): both clients finish (covers the polling loops).
  *
  * Broken twins:
- *   BROKEN_TOKEN   a waiter runs queued ops without taking the executor token
- *                  -> two executors on one stream, order lost.
- *   BROKEN_EVENT   event record captures completed_seq instead of
- *                  submitted_seq -> the event "completes" before its work ran.
- *   BROKEN_SIGNAL  cond_signal instead of cond_broadcast on the shared cv ->
- *                  the wake-up goes to the idle worker, a waiter sleeps forever.
+ *   MTI_BROKEN_STREAM_NO_TOKEN  run_until ignores the token (same flag as the C twin).
+ *   BROKEN_EVENT_HEAD           event record captures head (completed) instead of tail.
+ *   BROKEN_WAIT_LATE            the wait op reads the event when it runs, not at enqueue.
+ *   BROKEN_NO_HANDOFF           run_until does not hand kicked work to the sleeping worker.
+ *   BROKEN_DONE_SIGNAL          cond_signal instead of cond_broadcast on done_cv.
  *
- * Left out: op payloads and errors; the executor keeps/drops the token per op
- * (the C worker may run several ops per token; that is a sub-behaviour);
- * stream destruction and worker shutdown; event reuse (re-record) and
- * destruction; more than 3 ops per stream; memory ordering (Spin is SC; every
- * shared field is accessed under the stream mutex except the ghost flags).
- * A thread running a wait-event op waits passively on the other stream's cv;
- * it does not take the other stream's token.
+ * Left out: op payloads and errors (s->error); timing events (CPU_OP_RECORD and the
+ * generation check); stream destruction / worker stop; the ring is 2 ops deep here (the C
+ * ring holds MTI_CPU_RING_CAP = 256; 2 makes the ring-full path reachable); sync mode
+ * YIELD (same as SPIN here); pthread spurious wake-ups (every C wait loops, so they only
+ * add retries); memory ordering (Spin is sequentially consistent; `completed` is the
+ * release/acquire mirror of head and is read here as head).
  */
 
-/* ---- constants mirrored from the C code (checked by verify/check_constants.sh) ---- */
-#define MTI_CPU_OP_KERNEL      1    /* op kinds in the CPU stream queue */
-#define MTI_CPU_OP_WAIT_EVENT  2
+/* ---- constants mirrored from the C code (checked by verify/check-constants.sh) ---- */
+#define MTI_CPU_RING_CAP   256     /* src/backend/cpu/cpu-internal.h */
+#define CPU_OP_WAIT        5       /* enum cpu_op_kind */
+#define MTI_SUBMIT_WAITED  1       /* src/backend/backend-impl.h */
+#define MTI_SYNC_AUTO      0       /* enum mti_sync_mode (include/mtinfer.h) */
+#define MTI_SYNC_SPIN      1
+#define MTI_SYNC_BLOCK     3
 
-#define NS    2          /* streams (and workers) */
-#define NCL   2          /* clients */
-#define NP    (NS + NCL) /* threads: workers 0..NS-1, clients NS.. */
-#define MAXQ  4          /* ops per stream, seq 1..MAXQ-1 */
-#define NK    5          /* kernels 1..4 */
+#define OP_KERNEL   1              /* any op that just runs (linear, memcpy, host fn, ...) */
+#define OP_WAIT     CPU_OP_WAIT
+
+#define RING_CAP 2                 /* model ring depth */
+#define NS    2
+#define NP    4                    /* workers 0,1; clients 2,3 */
+#define MAXQ  6                    /* seq 1..5 */
+#define NONE  255
 #define A1 1
 #define A2 2
 #define B1 3
 #define B2 4
-
-byte lk[NS];                  /* stream mutex: 0 free, else owner+1 */
-bit  executing[NS];           /* executor token */
-byte submitted[NS];           /* submitted_seq */
-byte started[NS];             /* ops popped from the queue */
-byte completed[NS];           /* completed_seq */
-byte opk[NS * MAXQ];          /* queued op: kind */
-byte opa[NS * MAXQ];          /* kernel id | awaited stream */
-byte opb[NS * MAXQ];          /* -         | awaited seq    */
-byte sleep_on[NP];            /* condvar: 0 awake, s+1 asleep on stream s's cv */
-
-/* events handed from one client to the other (the event object) */
-byte ev_stream[3];
-byte ev_seq[3];
-bit  ev_ready[3];
+#define B3 5
+#define NK 6
 #define E0 0
 #define F1 1
 #define E1 2
+#define DONE_CV(s) (1 + 2 * (s))
+#define WORK_CV(s) (2 + 2 * (s))
+
+byte lk[NS];                  /* s->lock: 0 free, else owner + 1 */
+byte head[NS];                /* ops finished (== completed, its atomic mirror) */
+byte tail[NS];                /* ops submitted; op i has seq i + 1 */
+byte kick[NS];                /* kick_seq */
+bit  executing[NS];           /* the executor token */
+byte done_waiters[NS];
+bit  worker_sleeping[NS];
+byte opk[NS * MAXQ];          /* ring, indexed by seq */
+byte opa[NS * MAXQ];          /* kernel id | other stream (| event id, BROKEN_WAIT_LATE) */
+byte opb[NS * MAXQ];          /*           | seq */
+byte sleep_on[NP];            /* 0 awake, else the condvar slept on */
+byte mode;                    /* dev->sync_mode */
+
+byte ev_stream[3];            /* event markers (NONE = never recorded) */
+byte ev_seq[3];
+bit  ev_ready[3];             /* ghost hand-over of the event between clients */
 
 /* ghost */
 bit  kdone[NK];
-byte kdep[NK];                /* kernel that must be done before this one starts */
-byte nexec[NS];               /* threads executing an op of the stream */
+byte kdep[NK];
+byte nexec[NS];
 byte ndone = 0;
 
 inline mutex_lock(l)   { atomic { l == 0 -> l = me + 1 } }
 inline mutex_unlock(l) { d_step { assert(l == me + 1); l = 0 } }
 
-inline cond_wait(s) {
-	d_step { assert(lk[s] == me + 1); sleep_on[me] = s + 1; lk[s] = 0 };
+inline cond_wait(cv, l) {
+	d_step { assert(l == me + 1); sleep_on[me] = cv; l = 0 };
 	sleep_on[me] == 0;
-	mutex_lock(lk[s])
+	mutex_lock(l)
 }
 
-inline cond_wake(s) {
-#ifdef BROKEN_SIGNAL
-	/* pthread_cond_signal: wakes (at least) one sleeper, any one */
+inline cond_signal(cv) {      /* wakes one sleeper (any) if there is one */
 	if
-	:: sleep_on[0] == s + 1 -> sleep_on[0] = 0
-	:: sleep_on[1] == s + 1 -> sleep_on[1] = 0
-	:: sleep_on[2] == s + 1 -> sleep_on[2] = 0
-	:: sleep_on[3] == s + 1 -> sleep_on[3] = 0
+	:: sleep_on[0] == cv -> sleep_on[0] = 0
+	:: sleep_on[1] == cv -> sleep_on[1] = 0
+	:: sleep_on[2] == cv -> sleep_on[2] = 0
+	:: sleep_on[3] == cv -> sleep_on[3] = 0
+	:: else -> skip
+	fi
+}
+
+inline cond_broadcast(cv) {
+	d_step {
+		if :: sleep_on[0] == cv -> sleep_on[0] = 0 :: else -> skip fi;
+		if :: sleep_on[1] == cv -> sleep_on[1] = 0 :: else -> skip fi;
+		if :: sleep_on[2] == cv -> sleep_on[2] = 0 :: else -> skip fi;
+		if :: sleep_on[3] == cv -> sleep_on[3] = 0 :: else -> skip fi
+	}
+}
+
+inline kick_locked(s, seq) {
+	atomic {
+		if :: seq > kick[s] -> kick[s] = seq :: else -> skip fi;
+		if
+		:: kick[s] > head[s] && !executing[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
+		:: else -> skip
+		fi
+	}
+}
+
+/* lock held on entry and exit */
+inline wait_for_progress(s, seen, r) {
+	seen = head[s]; r = 0;
+	if
+	:: mode != MTI_SYNC_BLOCK ->
+	   mutex_unlock(lk[s]);
+	   if
+	   :: head[s] != seen                    /* `completed` moved */
+	   :: mode == MTI_SYNC_AUTO -> skip      /* spin budget used up */
+	   fi;
+	   mutex_lock(lk[s]);
+	   if :: head[s] != seen || !executing[s] -> r = 1 :: else -> skip fi
+	:: else -> skip
+	fi;
+	if
+	:: r == 0 ->
+	   done_waiters[s]++;
+	   do
+	   :: head[s] == seen && executing[s] -> cond_wait(DONE_CV(s), lk[s])
+	   :: else -> break
+	   od;
+	   done_waiters[s]--
+	:: else -> skip
+	fi;
+	seen = 0; r = 0
+}
+
+inline op_begin(s, q) {
+	d_step { nexec[s]++; assert(nexec[s] == 1); assert(head[s] == q - 1) }
+}
+
+inline run_kernel(k) {
+	d_step { assert(!kdone[k]); assert(kdep[k] == 0 || kdone[kdep[k]]); kdone[k] = 1 }
+}
+
+inline done_wake(s) {
+#ifdef BROKEN_DONE_SIGNAL
+	if :: done_waiters[s] > 0 -> atomic { cond_signal(DONE_CV(s)) } :: else -> skip fi
+#else
+	if :: done_waiters[s] > 0 -> cond_broadcast(DONE_CV(s)) :: else -> skip fi
+#endif
+}
+
+inline handoff(s) {
+#ifndef BROKEN_NO_HANDOFF
+	if
+	:: kick[s] > head[s] && worker_sleeping[s] -> atomic { cond_signal(WORK_CV(s)) }
 	:: else -> skip
 	fi
 #else
-	d_step { i = 0; do :: i < NP -> if :: sleep_on[i] == s + 1 -> sleep_on[i] = 0 :: else -> skip fi; i++ :: else -> break od; i = 0 }
+	skip
 #endif
 }
 
-/* run op q of stream s; the caller holds the token, not the lock */
-inline run_op(s, q) {
-	d_step { idx = s * MAXQ + q; nexec[s]++; assert(nexec[s] == 1); assert(completed[s] == q - 1) };
-	if
-	:: opk[idx] == MTI_CPU_OP_KERNEL ->
-	   d_step { assert(kdone[opa[idx]] == 0); assert(kdep[opa[idx]] == 0 || kdone[kdep[opa[idx]]]) };
-	   kdone[opa[idx]] = 1
-	:: opk[idx] == MTI_CPU_OP_WAIT_EVENT ->
-	   es = opa[idx]; eq = opb[idx];
-	   mutex_lock(lk[es]);
-	   do
-	   :: completed[es] >= eq -> break
-	   :: else -> cond_wait(es)
-	   od;
-	   mutex_unlock(lk[es]);
-	   es = 0; eq = 0
-	fi;
-	d_step { nexec[s]--; idx = 0 }
-}
-
-/* take the token and run one op; called and returns with lk[s] held */
-inline exec_one(s) {
-	d_step {
-#ifndef BROKEN_TOKEN
-		assert(executing[s] == 0);
-#endif
-		executing[s] = 1; started[s]++; q = started[s]
-	};
-	mutex_unlock(lk[s]);
-	run_op(s, q);
-	mutex_lock(lk[s]);
-	d_step { assert(completed[s] == q - 1); completed[s] = q; executing[s] = 0; q = 0 };
-	cond_wake(s)
-}
-
-#ifdef BROKEN_TOKEN
-#define TOKEN_FREE(s) (1)
+#ifdef BROKEN_WAIT_LATE
+#define WAIT_SEQ(oa, ob) ev_seq[ob]
+#define WAIT_STREAM(oa, ob) ev_stream[ob]
 #else
-#define TOKEN_FREE(s) (executing[s] == 0)
+#define WAIT_SEQ(oa, ob) ob
+#define WAIT_STREAM(oa, ob) oa
 #endif
 
-/* wait until completed_seq(s) >= target, helping to run the queue */
-inline wait_seq(s, target) {
+/* ---- level 2: a helper running the other stream's ops from inside a wait op ---- */
+inline run_op_2(s, q, k, oa, ob) {
+	op_begin(s, q);
+	if
+	:: k == OP_KERNEL -> run_kernel(oa)
+	:: k == OP_WAIT ->
+	   /* mti__cpu_stream_wait_seq fast path: the waits form a DAG, so this is done */
+	   assert(head[WAIT_STREAM(oa, ob)] >= WAIT_SEQ(oa, ob))
+	fi;
+	nexec[s]--
+}
+
+inline run_until_2(s, target) {
+	do
+	:: head[s] >= target -> break
+	:: else ->
+#ifndef MTI_BROKEN_STREAM_NO_TOKEN
+	   if
+	   :: executing[s] -> wait_for_progress(s, seen2, r2)
+	   :: else ->
+#endif
+	      executing[s] = 1;
+	      do
+	      :: head[s] < target ->
+	         d_step { q2 = head[s] + 1; k2 = opk[s * MAXQ + q2]; oa2 = opa[s * MAXQ + q2]; ob2 = opb[s * MAXQ + q2] };
+	         mutex_unlock(lk[s]);
+	         run_op_2(s, q2, k2, oa2, ob2);
+	         mutex_lock(lk[s]);
+	         head[s]++;
+	         done_wake(s)
+	      :: else -> break
+	      od;
+	      executing[s] = 0;
+	      handoff(s)
+#ifndef MTI_BROKEN_STREAM_NO_TOKEN
+	   fi
+#endif
+	od
+}
+
+inline wait_seq_2(s, seq) {
+	if
+	:: head[s] >= seq -> skip
+	:: else ->
+	   mutex_lock(lk[s]);
+	   run_until_2(s, seq);
+	   mutex_unlock(lk[s])
+	fi
+}
+
+/* ---- level 1 ---- */
+inline run_op_1(s, q, k, oa, ob) {
+	op_begin(s, q);
+	if
+	:: k == OP_KERNEL -> run_kernel(oa)
+	:: k == OP_WAIT -> o2 = WAIT_STREAM(oa, ob); sq2 = WAIT_SEQ(oa, ob); wait_seq_2(o2, sq2); o2 = 0; sq2 = 0
+	fi;
+	nexec[s]--
+}
+
+inline run_until_1(s, target) {
+	do
+	:: head[s] >= target -> break
+	:: else ->
+#ifndef MTI_BROKEN_STREAM_NO_TOKEN
+	   if
+	   :: executing[s] -> wait_for_progress(s, seen1, r1)
+	   :: else ->
+#endif
+	      executing[s] = 1;
+	      do
+	      :: head[s] < target ->
+	         d_step { q1 = head[s] + 1; k1 = opk[s * MAXQ + q1]; oa1 = opa[s * MAXQ + q1]; ob1 = opb[s * MAXQ + q1] };
+	         mutex_unlock(lk[s]);
+	         run_op_1(s, q1, k1, oa1, ob1);
+	         mutex_lock(lk[s]);
+	         head[s]++;
+	         done_wake(s)
+	      :: else -> break
+	      od;
+	      executing[s] = 0;
+	      handoff(s)
+#ifndef MTI_BROKEN_STREAM_NO_TOKEN
+	   fi
+#endif
+	od
+}
+
+inline wait_seq_1(s, seq) {
+	if
+	:: head[s] >= seq -> skip
+	:: else ->
+	   mutex_lock(lk[s]);
+	   run_until_1(s, seq);
+	   mutex_unlock(lk[s])
+	fi
+}
+
+/* ---- client calls ---- */
+inline submit(s, kind, a, b) {
 	mutex_lock(lk[s]);
 	do
-	:: completed[s] >= target -> break
-	:: else ->
-	   if
-	   :: TOKEN_FREE(s) && started[s] < submitted[s] -> exec_one(s)
-	   :: else -> cond_wait(s)
-	   fi
+	:: tail[s] - head[s] >= RING_CAP -> tr = head[s] + 1; run_until_1(s, tr)
+	:: else -> break
 	od;
-	mutex_unlock(lk[s])
-}
-
-inline enqueue(s, kind, a, b) {
-	mutex_lock(lk[s]);
+	tr = 0;
 	d_step {
-		submitted[s]++; assert(submitted[s] < MAXQ);
-		opk[s * MAXQ + submitted[s]] = kind;
-		opa[s * MAXQ + submitted[s]] = a;
-		opb[s * MAXQ + submitted[s]] = b
+		tail[s]++; assert(tail[s] < MAXQ);
+		opk[s * MAXQ + tail[s]] = kind; opa[s * MAXQ + tail[s]] = a; opb[s * MAXQ + tail[s]] = b
 	};
-	cond_wake(s);
+	if :: !waited -> kick_locked(s, tail[s]) :: else -> skip fi;
 	mutex_unlock(lk[s])
 }
 
 inline event_record(e, s) {
 	mutex_lock(lk[s]);
-	d_step {
-		ev_stream[e] = s;
-#ifdef BROKEN_EVENT
-		ev_seq[e] = completed[s];
+#ifdef BROKEN_EVENT_HEAD
+	t = head[s];
 #else
-		ev_seq[e] = submitted[s];
+	t = tail[s];
 #endif
-	};
+	mutex_unlock(lk[s]);
+	d_step { ev_stream[e] = s; ev_seq[e] = t };
+	t = 0
+}
+
+inline stream_wait_event(s, e) {
+	d_step { o = ev_stream[e]; t = ev_seq[e] };
+	if
+	:: o == NONE || o == s || head[o] >= t -> skip
+	:: else ->
+#ifdef BROKEN_WAIT_LATE
+	   submit(s, OP_WAIT, o, e)
+#else
+	   submit(s, OP_WAIT, o, t)
+#endif
+	fi;
+	o = 0; t = 0
+}
+
+inline stream_synchronize(s) {
+	mutex_lock(lk[s]);
+	t = tail[s];
+	run_until_1(s, t);
+	mutex_unlock(lk[s]);
+	t = 0
+}
+
+inline stream_query(s, idle) {
+	mutex_lock(lk[s]);
+	idle = (head[s] == tail[s]);
+	if :: !idle -> kick_locked(s, tail[s]) :: else -> skip fi;
 	mutex_unlock(lk[s])
 }
 
-/* stream waits for event: (stream, seq) captured now */
-inline stream_wait_event(s, e) { enqueue(s, MTI_CPU_OP_WAIT_EVENT, ev_stream[e], ev_seq[e]) }
-
-inline stream_synchronize(s) {
-	mutex_lock(lk[s]); t = submitted[s]; mutex_unlock(lk[s]);
-	wait_seq(s, t)
+inline event_query(e, ok) {
+	d_step { o = ev_stream[e]; t = ev_seq[e] };
+	if
+	:: o == NONE || head[o] >= t -> ok = 1
+	:: else -> ok = 0; mutex_lock(lk[o]); kick_locked(o, t); mutex_unlock(lk[o])
+	fi;
+	o = 0; t = 0
 }
 
+inline event_synchronize(e) {
+	d_step { o = ev_stream[e]; t = ev_seq[e] };
+	if
+	:: o != NONE -> wait_seq_1(o, t)
+	:: else -> skip
+	fi;
+	o = 0; t = 0
+}
+
+#define LOCALS \
+	byte tr, t1, q1, k1, oa1, ob1, seen1, o2, sq2, t2, q2, k2, oa2, ob2, seen2; \
+	bit r1, r2
+
 proctype worker(byte me) {
+	LOCALS;
 	byte s = me;
-	byte i, q, idx, es, eq;
 	mutex_lock(lk[s]);
 	do
-	:: executing[s] == 0 && started[s] < submitted[s] -> exec_one(s)
+	:: kick[s] > head[s] && !executing[s] -> t1 = kick[s]; run_until_1(s, t1); t1 = 0
 	:: else ->
-	   d_step { assert(lk[s] == me + 1); sleep_on[me] = s + 1; lk[s] = 0 };
+	   d_step { worker_sleeping[s] = 1; assert(lk[s] == me + 1); sleep_on[me] = WORK_CV(s); lk[s] = 0 };
 end_idle:  sleep_on[me] == 0;
-	   mutex_lock(lk[s])
+	   mutex_lock(lk[s]);
+	   worker_sleeping[s] = 0
 	od
 }
 
-proctype client0(byte me) {
-	byte i, q, idx, es, eq, t;
-	enqueue(0, MTI_CPU_OP_KERNEL, A1, 0);
+proctype client0(byte me; bit waited) {
+	LOCALS;
+	byte t, o;
+	bit fin;
+	submit(0, OP_KERNEL, A1, 0);
 	event_record(E0, 0); ev_ready[E0] = 1;
 	ev_ready[F1] == 1;
 	stream_wait_event(0, F1);
-	enqueue(0, MTI_CPU_OP_KERNEL, A2, 0);
-	stream_synchronize(0);
+	submit(0, OP_KERNEL, A2, 0);
+	event_record(E0, 0);                      /* re-record: moves the marker */
+	if
+	:: stream_synchronize(0)
+	:: do
+	   :: stream_query(0, fin);
+	      if :: fin -> break :: else -> skip fi
+	   od
+	fi;
 	assert(kdone[A1] && kdone[A2] && kdone[B1]);
 	ndone++
 }
 
-proctype client1(byte me) {
-	byte i, q, idx, es, eq, t;
-	enqueue(1, MTI_CPU_OP_KERNEL, B1, 0);
-	event_record(F1, 1); ev_ready[F1] = 1;
+proctype client1(byte me; bit waited) {
+	LOCALS;
+	byte t, o;
+	bit fin;
+	submit(1, OP_KERNEL, B1, 0);
 	ev_ready[E0] == 1;
 	stream_wait_event(1, E0);
-	enqueue(1, MTI_CPU_OP_KERNEL, B2, 0);
+	event_record(F1, 1); ev_ready[F1] = 1;
+	submit(1, OP_KERNEL, B2, 0);
 	event_record(E1, 1);
-	wait_seq(ev_stream[E1], ev_seq[E1]);          /* event synchronize */
+	if
+	:: event_synchronize(E1)
+	:: do
+	   :: event_query(E1, fin);
+	      if :: fin -> break :: else -> skip fi
+	   od
+	fi;
 	assert(kdone[B1] && kdone[B2] && kdone[A1]);
-	/* event query of E0: its work (A1) is done (B2 waited for it) */
-	mutex_lock(lk[0]); assert(completed[ev_stream[E0]] >= ev_seq[E0]); mutex_unlock(lk[0]);
+	waited = 0;                               /* nobody will wait for B3 */
+	submit(1, OP_KERNEL, B3, 0);
 	ndone++
 }
 
 init {
 	atomic {
+		ev_stream[0] = NONE; ev_stream[1] = NONE; ev_stream[2] = NONE;
 		kdep[A2] = B1; kdep[B2] = A1;
+#ifdef SYNC_MODE
+		mode = SYNC_MODE;
+#else
+		if
+		:: mode = MTI_SYNC_BLOCK
+		:: mode = MTI_SYNC_AUTO
+		:: mode = MTI_SYNC_SPIN
+		fi;
+#endif
 		run worker(0); run worker(1);
-		run client0(NS); run client1(NS + 1)
+		if
+		:: run client0(2, 0)
+		:: run client0(2, 1)
+		fi;
+		if
+		:: run client1(3, 0)
+		:: run client1(3, 1)
+		fi
 	};
-	ndone == NCL;
-	assert(completed[0] == submitted[0] && completed[1] == submitted[1])
+	ndone == 2;
+	/* every submitted op runs, also K(B3) that nobody waits for */
+	head[0] == tail[0] && head[1] == tail[1];
+	assert(kdone[B3])
 }
 
 #ifdef LTL_ALL_DONE
-ltl all_done { <> (ndone == NCL) }
+ltl all_done { <> (ndone == 2) }
+#endif
+#ifdef LTL_ALL_RUN
+ltl all_run { <> (ndone == 2 && kdone[B3]) }
 #endif

@@ -734,11 +734,9 @@ struct run_info {
     enum gemm gemm;
 };
 
-static void write_json(const char *path, const struct options *o, const struct run_info *info,
-                       const struct result *res, int n_res)
+static void write_json(FILE *f, const char *path, const struct options *o,
+                       const struct run_info *info, const struct result *res, int n_res)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) fatal("cannot open %s for writing", path);
     fputs("{\n  \"device\": ", f);
     json_string(f, info->device);
     fprintf(f,
@@ -829,6 +827,10 @@ int main(int argc, char **argv)
     info.cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     info.cublaslt = cublasLtGetVersion();
 
+    /* Opened now so that a bad path fails before the run, not after it. */
+    FILE *json = o.json ? fopen(o.json, "w") : NULL;
+    if (o.json && !json) fatal("cannot open %s for writing", o.json);
+
     model_init(&m, 42);
     info.gemm = choose_gemm(o.gemm, &m, o.batch);
 
@@ -853,7 +855,7 @@ int main(int argc, char **argv)
     }
 
     print_table(res, n_res);
-    if (o.json) write_json(o.json, &o, &info, res, n_res);
+    if (json) write_json(json, o.json, &o, &info, res, n_res);
     if (failed)
         printf("checks: %d thread(s) FAILED (relative L2 error >= %g or non-finite)\n", failed,
                REL_ERR_LIMIT);

@@ -14,6 +14,7 @@
  * Lock order: wait_lock and create_lock are leaves (nothing else is taken under them).
  */
 #include <sched.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "runtime/runtime-internal.h"
@@ -87,12 +88,14 @@ static void free_slot(struct mti_pool *p, int slot)
     mti_atomic_fetch_sub_relaxed(&p->in_use, 1);
 #ifdef MTI_BROKEN_POOL_LOST_WAKEUP
     /* Broken twin (tests only): look for waiters before the bit is visible. A waiter already
-     * asleep is woken, retries, finds no slot and sleeps again: nobody wakes it later. */
+     * asleep is woken, retries, finds no slot and sleeps again: nobody wakes it later. The
+     * sleep widens that window so the test hits it every time instead of rarely. */
     if (mti_atomic_load_seq_cst(&p->n_waiters) > 0) {
         mti_mutex_lock(&p->wait_lock);
         mti_cond_broadcast(&p->slot_freed);
         mti_mutex_unlock(&p->wait_lock);
     }
+    nanosleep(&(struct timespec){0, 5000000}, NULL);
     mti_atomic_fetch_or_seq_cst(&p->free_mask, (uint64_t)1 << slot);
 #else
     mti_atomic_fetch_or_seq_cst(&p->free_mask, (uint64_t)1 << slot);
