@@ -3,18 +3,18 @@
 
 BUILD    ?= build
 CC       := clang
-NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 OPT      ?= -O2 -g
 SAN      ?=
 VARIANT  ?=
-CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread
+CPPFLAGS := -I. -Iinclude -Isrc -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread
 WARN     := -Wall -Wextra -Werror -Wthread-safety -Wshadow -Wno-unused-parameter
 CFLAGS   := -std=c11 $(OPT) $(WARN) -fPIC -pthread $(SAN) $(VARIANT)
 LDLIBS   := -lopenblas -lcjson -lm -pthread
 
 LIB_SRCS := $(wildcard src/base/*.c src/backend/cpu/*.c src/runtime/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# The CUDA backend, when nvcc is present (WITH_CUDA=0 leaves it out).
+-include src/backend/cuda/cuda.mk
 CLI_SRCS := $(wildcard tools/*.c)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/*.c)

@@ -36,8 +36,8 @@
  *   C0: K(A1); record E0 on A; publish; get F1; A waits F1; K(A2); re-record E0 on A;
  *       then stream_synchronize(A), or poll stream_query(A) until idle.
  *   C1: K(B1); get E0; B waits E0; record F1 on B; publish; K(B2); record E1 on B;
- *       then event_synchronize(E1), or poll event_query(E1) until complete;
- *       K(B3), never waited for: the worker must run it on its own.
+ *       K(B3), never waited for (submitted without MTI_SUBMIT_WAITED: the worker must run
+ *       it on its own); then event_synchronize(E1), or poll event_query(E1) until complete.
  * The cross waits go both ways (A waits for B's wait op, which waits for A), and the
  * re-record of E0 moves its marker past A's wait: only capture-at-enqueue keeps the waits
  * acyclic.  Every submit is flagged MTI_SUBMIT_WAITED or not per client (nondeterministic);
@@ -93,6 +93,11 @@
 #define E0 0
 #define F1 1
 #define E1 2
+/* how the clients finish: 0 synchronize, 1 poll the query, 2 either (nondeterministic) */
+#ifndef FINISH
+#define FINISH 2
+#endif
+
 #define DONE_CV(s) (1 + 2 * (s))
 #define WORK_CV(s) (2 + 2 * (s))
 
@@ -119,16 +124,22 @@ byte kdep[NK];
 byte nexec[NS];
 byte ndone = 0;
 
+/*
+ * Granularity: a stretch of code that runs under a stream lock is one atomic step here.
+ * That is sound (Lipton reduction): the lock acquire moves right, the release left, and
+ * every field touched inside is guarded by that lock except `completed` (here: head), which
+ * lock-free readers load and which each stretch writes at most once.
+ */
 inline mutex_lock(l)   { atomic { l == 0 -> l = me + 1 } }
 inline mutex_unlock(l) { d_step { assert(l == me + 1); l = 0 } }
 
+/* pthread_cond_wait: unlock and sleep atomically; after the wake-up, re-lock. */
 inline cond_wait(cv, l) {
 	d_step { assert(l == me + 1); sleep_on[me] = cv; l = 0 };
-	sleep_on[me] == 0;
-	mutex_lock(l)
+	atomic { sleep_on[me] == 0 -> l == 0 -> l = me + 1 }
 }
 
-inline cond_signal(cv) {      /* wakes one sleeper (any) if there is one */
+inline cond_signal(cv) {      /* wakes one sleeper (any one) if there is one */
 	if
 	:: sleep_on[0] == cv -> sleep_on[0] = 0
 	:: sleep_on[1] == cv -> sleep_on[1] = 0
@@ -147,28 +158,34 @@ inline cond_broadcast(cv) {
 	}
 }
 
+/* kick_locked (caller holds lk[s]) */
 inline kick_locked(s, seq) {
-	atomic {
-		if :: seq > kick[s] -> kick[s] = seq :: else -> skip fi;
-		if
-		:: kick[s] > head[s] && !executing[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
-		:: else -> skip
-		fi
-	}
+	if :: seq > kick[s] -> kick[s] = seq :: else -> skip fi;
+	if
+	:: kick[s] > head[s] && !executing[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
+	:: else -> skip
+	fi
 }
 
-/* lock held on entry and exit */
+/* wait_for_progress: lock held on entry and exit */
 inline wait_for_progress(s, seen, r) {
-	seen = head[s]; r = 0;
+	atomic {
+		seen = head[s]; r = 0;
+		if
+		:: mode != MTI_SYNC_BLOCK -> mutex_unlock(lk[s])
+		:: else -> skip
+		fi
+	};
 	if
 	:: mode != MTI_SYNC_BLOCK ->
-	   mutex_unlock(lk[s]);
 	   if
 	   :: head[s] != seen                    /* `completed` moved */
 	   :: mode == MTI_SYNC_AUTO -> skip      /* spin budget used up */
 	   fi;
-	   mutex_lock(lk[s]);
-	   if :: head[s] != seen || !executing[s] -> r = 1 :: else -> skip fi
+	   atomic {
+		mutex_lock(lk[s]);
+		if :: head[s] != seen || !executing[s] -> r = 1 :: else -> skip fi
+	   }
 	:: else -> skip
 	fi;
 	if
@@ -188,22 +205,23 @@ inline op_begin(s, q) {
 	d_step { nexec[s]++; assert(nexec[s] == 1); assert(head[s] == q - 1) }
 }
 
-inline run_kernel(k) {
-	d_step { assert(!kdone[k]); assert(kdep[k] == 0 || kdone[kdep[k]]); kdone[k] = 1 }
+inline run_kernel(s, k) {
+	d_step { assert(!kdone[k]); assert(kdep[k] == 0 || kdone[kdep[k]]); kdone[k] = 1; nexec[s]-- }
 }
 
 inline done_wake(s) {
 #ifdef BROKEN_DONE_SIGNAL
-	if :: done_waiters[s] > 0 -> atomic { cond_signal(DONE_CV(s)) } :: else -> skip fi
+	if :: done_waiters[s] > 0 -> cond_signal(DONE_CV(s)) :: else -> skip fi
 #else
 	if :: done_waiters[s] > 0 -> cond_broadcast(DONE_CV(s)) :: else -> skip fi
 #endif
 }
 
+/* end of run_until's inner loop: "work beyond our target: hand it to the worker" */
 inline handoff(s) {
 #ifndef BROKEN_NO_HANDOFF
 	if
-	:: kick[s] > head[s] && worker_sleeping[s] -> atomic { cond_signal(WORK_CV(s)) }
+	:: kick[s] > head[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
 	:: else -> skip
 	fi
 #else
@@ -219,16 +237,19 @@ inline handoff(s) {
 #define WAIT_STREAM(oa, ob) oa
 #endif
 
+#define READ_OP(s, q, k, oa, ob) \
+	q = head[s] + 1; k = opk[s * MAXQ + q]; oa = opa[s * MAXQ + q]; ob = opb[s * MAXQ + q]
+
 /* ---- level 2: a helper running the other stream's ops from inside a wait op ---- */
 inline run_op_2(s, q, k, oa, ob) {
 	op_begin(s, q);
 	if
-	:: k == OP_KERNEL -> run_kernel(oa)
+	:: k == OP_KERNEL -> run_kernel(s, oa)
 	:: k == OP_WAIT ->
-	   /* mti__cpu_stream_wait_seq fast path: the waits form a DAG, so this is done */
-	   assert(head[WAIT_STREAM(oa, ob)] >= WAIT_SEQ(oa, ob))
-	fi;
-	nexec[s]--
+	   /* mti__cpu_stream_wait_seq's fast path must hold here: the waits form a DAG in time,
+	    * so work awaited by a wait op met while helping is already complete */
+	   d_step { assert(head[WAIT_STREAM(oa, ob)] >= WAIT_SEQ(oa, ob)); nexec[s]-- }
+	fi
 }
 
 inline run_until_2(s, target) {
@@ -240,19 +261,23 @@ inline run_until_2(s, target) {
 	   :: executing[s] -> wait_for_progress(s, seen2, r2)
 	   :: else ->
 #endif
-	      executing[s] = 1;
+	      atomic { executing[s] = 1; READ_OP(s, q2, k2, oa2, ob2); mutex_unlock(lk[s]) };
+	      f2 = 0;
 	      do
-	      :: head[s] < target ->
-	         d_step { q2 = head[s] + 1; k2 = opk[s * MAXQ + q2]; oa2 = opa[s * MAXQ + q2]; ob2 = opb[s * MAXQ + q2] };
-	         mutex_unlock(lk[s]);
+	      :: f2 -> break
+	      :: else ->
 	         run_op_2(s, q2, k2, oa2, ob2);
-	         mutex_lock(lk[s]);
-	         head[s]++;
-	         done_wake(s)
-	      :: else -> break
+	         atomic {
+	            mutex_lock(lk[s]);
+	            head[s]++;
+	            done_wake(s);
+	            if
+	            :: head[s] < target -> READ_OP(s, q2, k2, oa2, ob2); mutex_unlock(lk[s])
+	            :: else -> executing[s] = 0; handoff(s); f2 = 1; q2 = 0; k2 = 0; oa2 = 0; ob2 = 0
+	            fi
+	         }
 	      od;
-	      executing[s] = 0;
-	      handoff(s)
+	      f2 = 0
 #ifndef MTI_BROKEN_STREAM_NO_TOKEN
 	   fi
 #endif
@@ -273,10 +298,12 @@ inline wait_seq_2(s, seq) {
 inline run_op_1(s, q, k, oa, ob) {
 	op_begin(s, q);
 	if
-	:: k == OP_KERNEL -> run_kernel(oa)
-	:: k == OP_WAIT -> o2 = WAIT_STREAM(oa, ob); sq2 = WAIT_SEQ(oa, ob); wait_seq_2(o2, sq2); o2 = 0; sq2 = 0
-	fi;
-	nexec[s]--
+	:: k == OP_KERNEL -> run_kernel(s, oa)
+	:: k == OP_WAIT ->
+	   o2 = WAIT_STREAM(oa, ob); sq2 = WAIT_SEQ(oa, ob);
+	   wait_seq_2(o2, sq2);
+	   d_step { o2 = 0; sq2 = 0; nexec[s]-- }
+	fi
 }
 
 inline run_until_1(s, target) {
@@ -288,19 +315,23 @@ inline run_until_1(s, target) {
 	   :: executing[s] -> wait_for_progress(s, seen1, r1)
 	   :: else ->
 #endif
-	      executing[s] = 1;
+	      atomic { executing[s] = 1; READ_OP(s, q1, k1, oa1, ob1); mutex_unlock(lk[s]) };
+	      f1 = 0;
 	      do
-	      :: head[s] < target ->
-	         d_step { q1 = head[s] + 1; k1 = opk[s * MAXQ + q1]; oa1 = opa[s * MAXQ + q1]; ob1 = opb[s * MAXQ + q1] };
-	         mutex_unlock(lk[s]);
+	      :: f1 -> break
+	      :: else ->
 	         run_op_1(s, q1, k1, oa1, ob1);
-	         mutex_lock(lk[s]);
-	         head[s]++;
-	         done_wake(s)
-	      :: else -> break
+	         atomic {
+	            mutex_lock(lk[s]);
+	            head[s]++;
+	            done_wake(s);
+	            if
+	            :: head[s] < target -> READ_OP(s, q1, k1, oa1, ob1); mutex_unlock(lk[s])
+	            :: else -> executing[s] = 0; handoff(s); f1 = 1; q1 = 0; k1 = 0; oa1 = 0; ob1 = 0
+	            fi
+	         }
 	      od;
-	      executing[s] = 0;
-	      handoff(s)
+	      f1 = 0
 #ifndef MTI_BROKEN_STREAM_NO_TOKEN
 	   fi
 #endif
@@ -318,31 +349,43 @@ inline wait_seq_1(s, seq) {
 }
 
 /* ---- client calls ---- */
+inline append(s, kind, a, b) {
+	tail[s]++; assert(tail[s] < MAXQ);
+	opk[s * MAXQ + tail[s]] = kind; opa[s * MAXQ + tail[s]] = a; opb[s * MAXQ + tail[s]] = b;
+	if :: !waited -> kick_locked(s, tail[s]) :: else -> skip fi
+}
+
+/* mti__cpu_stream_submit */
 inline submit(s, kind, a, b) {
-	mutex_lock(lk[s]);
-	do
-	:: tail[s] - head[s] >= RING_CAP -> tr = head[s] + 1; run_until_1(s, tr)
-	:: else -> break
-	od;
-	tr = 0;
-	d_step {
-		tail[s]++; assert(tail[s] < MAXQ);
-		opk[s * MAXQ + tail[s]] = kind; opa[s * MAXQ + tail[s]] = a; opb[s * MAXQ + tail[s]] = b
+	atomic {
+		mutex_lock(lk[s]);
+		if
+		:: tail[s] - head[s] < RING_CAP -> append(s, kind, a, b); mutex_unlock(lk[s])
+		:: else -> rfull = 1
+		fi
 	};
-	if :: !waited -> kick_locked(s, tail[s]) :: else -> skip fi;
-	mutex_unlock(lk[s])
+	if
+	:: rfull ->                                  /* ring full: help drain one slot */
+	   do
+	   :: tail[s] - head[s] >= RING_CAP -> tr = head[s] + 1; run_until_1(s, tr)
+	   :: else -> break
+	   od;
+	   atomic { tr = 0; rfull = 0; append(s, kind, a, b); mutex_unlock(lk[s]) }
+	:: else -> skip
+	fi
 }
 
 inline event_record(e, s) {
-	mutex_lock(lk[s]);
+	atomic {
+		mutex_lock(lk[s]);
 #ifdef BROKEN_EVENT_HEAD
-	t = head[s];
+		t = head[s];
 #else
-	t = tail[s];
+		t = tail[s];
 #endif
-	mutex_unlock(lk[s]);
-	d_step { ev_stream[e] = s; ev_seq[e] = t };
-	t = 0
+		mutex_unlock(lk[s])
+	};
+	d_step { ev_stream[e] = s; ev_seq[e] = t; t = 0 }
 }
 
 inline stream_wait_event(s, e) {
@@ -356,31 +399,31 @@ inline stream_wait_event(s, e) {
 	   submit(s, OP_WAIT, o, t)
 #endif
 	fi;
-	o = 0; t = 0
+	d_step { o = 0; t = 0 }
 }
 
 inline stream_synchronize(s) {
-	mutex_lock(lk[s]);
-	t = tail[s];
+	atomic { mutex_lock(lk[s]); t = tail[s] };
 	run_until_1(s, t);
-	mutex_unlock(lk[s]);
-	t = 0
+	atomic { mutex_unlock(lk[s]); t = 0 }
 }
 
 inline stream_query(s, idle) {
-	mutex_lock(lk[s]);
-	idle = (head[s] == tail[s]);
-	if :: !idle -> kick_locked(s, tail[s]) :: else -> skip fi;
-	mutex_unlock(lk[s])
+	atomic {
+		mutex_lock(lk[s]);
+		idle = (head[s] == tail[s]);
+		if :: !idle -> kick_locked(s, tail[s]) :: else -> skip fi;
+		mutex_unlock(lk[s])
+	}
 }
 
 inline event_query(e, ok) {
 	d_step { o = ev_stream[e]; t = ev_seq[e] };
 	if
 	:: o == NONE || head[o] >= t -> ok = 1
-	:: else -> ok = 0; mutex_lock(lk[o]); kick_locked(o, t); mutex_unlock(lk[o])
+	:: else -> atomic { ok = 0; mutex_lock(lk[o]); kick_locked(o, t); mutex_unlock(lk[o]) }
 	fi;
-	o = 0; t = 0
+	d_step { o = 0; t = 0 }
 }
 
 inline event_synchronize(e) {
@@ -389,12 +432,12 @@ inline event_synchronize(e) {
 	:: o != NONE -> wait_seq_1(o, t)
 	:: else -> skip
 	fi;
-	o = 0; t = 0
+	d_step { o = 0; t = 0 }
 }
 
 #define LOCALS \
-	byte tr, t1, q1, k1, oa1, ob1, seen1, o2, sq2, t2, q2, k2, oa2, ob2, seen2; \
-	bit r1, r2
+	byte tr, t1, q1, k1, oa1, ob1, seen1, o2, sq2, q2, k2, oa2, ob2, seen2; \
+	bit r1, r2, f1, f2, rfull
 
 proctype worker(byte me) {
 	LOCALS;
@@ -405,8 +448,7 @@ proctype worker(byte me) {
 	:: else ->
 	   d_step { worker_sleeping[s] = 1; assert(lk[s] == me + 1); sleep_on[me] = WORK_CV(s); lk[s] = 0 };
 end_idle:  sleep_on[me] == 0;
-	   mutex_lock(lk[s]);
-	   worker_sleeping[s] = 0
+	   atomic { mutex_lock(lk[s]); worker_sleeping[s] = 0 }
 	od
 }
 
@@ -421,8 +463,9 @@ proctype client0(byte me; bit waited) {
 	submit(0, OP_KERNEL, A2, 0);
 	event_record(E0, 0);                      /* re-record: moves the marker */
 	if
-	:: stream_synchronize(0)
-	:: do
+	:: FINISH != 1 -> stream_synchronize(0)
+	:: FINISH != 0 ->
+	   do
 	   :: stream_query(0, fin);
 	      if :: fin -> break :: else -> skip fi
 	   od
@@ -434,23 +477,25 @@ proctype client0(byte me; bit waited) {
 proctype client1(byte me; bit waited) {
 	LOCALS;
 	byte t, o;
-	bit fin;
+	bit fin, w;
 	submit(1, OP_KERNEL, B1, 0);
 	ev_ready[E0] == 1;
 	stream_wait_event(1, E0);
 	event_record(F1, 1); ev_ready[F1] = 1;
 	submit(1, OP_KERNEL, B2, 0);
 	event_record(E1, 1);
+	d_step { w = waited; waited = 0 };        /* nobody will ever wait for B3 */
+	submit(1, OP_KERNEL, B3, 0);
+	waited = w;
 	if
-	:: event_synchronize(E1)
-	:: do
+	:: FINISH != 1 -> event_synchronize(E1)
+	:: FINISH != 0 ->
+	   do
 	   :: event_query(E1, fin);
 	      if :: fin -> break :: else -> skip fi
 	   od
 	fi;
 	assert(kdone[B1] && kdone[B2] && kdone[A1]);
-	waited = 0;                               /* nobody will wait for B3 */
-	submit(1, OP_KERNEL, B3, 0);
 	ndone++
 }
 
@@ -468,6 +513,9 @@ init {
 		fi;
 #endif
 		run worker(0); run worker(1);
+#ifdef WAITED
+		run client0(2, WAITED); run client1(3, WAITED)
+#else
 		if
 		:: run client0(2, 0)
 		:: run client0(2, 1)
@@ -476,6 +524,7 @@ init {
 		:: run client1(3, 0)
 		:: run client1(3, 1)
 		fi
+#endif
 	};
 	ndone == 2;
 	/* every submitted op runs, also K(B3) that nobody waits for */

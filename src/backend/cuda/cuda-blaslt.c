@@ -32,8 +32,7 @@ mti_status mti__cuda_blaslt_init(struct cuda_device *dev, struct cuda_blaslt *b)
             b->workspace = NULL;
             cublasLtDestroy(b->handle);
             b->handle = NULL;
-            return mti__cuda_error(dev, err, "cudaMalloc(cuBLASLt workspace)", __FILE__,
-                                   __LINE__);
+            return mti__cuda_error(dev, err, "cudaMalloc(cuBLASLt workspace)", __FILE__, __LINE__);
         }
         b->workspace_bytes = dev->workspace_bytes;
     }
@@ -42,14 +41,10 @@ mti_status mti__cuda_blaslt_init(struct cuda_device *dev, struct cuda_blaslt *b)
 
 static void plan_release(struct cuda_linear_plan *p)
 {
-    if (p->c)
-        cublasLtMatrixLayoutDestroy(p->c);
-    if (p->b)
-        cublasLtMatrixLayoutDestroy(p->b);
-    if (p->a)
-        cublasLtMatrixLayoutDestroy(p->a);
-    if (p->desc)
-        cublasLtMatmulDescDestroy(p->desc);
+    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
     memset(p, 0, sizeof *p);
 }
 
@@ -57,12 +52,9 @@ static void plan_release(struct cuda_linear_plan *p)
 void mti__cuda_blaslt_destroy(struct cuda_device *dev, struct cuda_blaslt *b)
 {
     for (int i = 0; i < MTI_CUDA_PLAN_CACHE; i++)
-        if (b->plans[i].valid)
-            plan_release(&b->plans[i]);
-    if (b->workspace)
-        MTI_CUDA_NOTE(dev, cudaFree(b->workspace));
-    if (b->handle)
-        cublasLtDestroy(b->handle);
+        if (b->plans[i].valid) plan_release(&b->plans[i]);
+    if (b->workspace) MTI_CUDA_NOTE(dev, cudaFree(b->workspace));
+    if (b->handle) cublasLtDestroy(b->handle);
     memset(b, 0, sizeof *b);
 }
 
@@ -117,8 +109,7 @@ static mti_status try_epilogue(struct cuda_device *dev, struct cuda_blaslt *b,
     *found = cs == CUBLAS_STATUS_SUCCESS && count > 0 && result.state == CUBLAS_STATUS_SUCCESS;
     if (cs != CUBLAS_STATUS_SUCCESS && cs != CUBLAS_STATUS_NOT_SUPPORTED)
         return mti__cublas_error(dev, cs, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
-    if (*found)
-        p->algo = result.algo;
+    if (*found) p->algo = result.algo;
     return MTI_OK;
 }
 
@@ -161,10 +152,9 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (size_t i = 0; i < sizeof align_attrs / sizeof align_attrs[0]; i++)
-        MTI_CUBLAS_CHECK_GOTO(dev,
-                              cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &align,
-                                                                   sizeof align),
-                              st, fail);
+        MTI_CUBLAS_CHECK_GOTO(
+            dev, cublasLtMatmulPreferenceSetAttribute(pref, align_attrs[i], &align, sizeof align),
+            st, fail);
 
     bool found = false;
     cublasLtEpilogue_t epilogue =
@@ -190,8 +180,7 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
     p->valid = true;
     return MTI_OK;
 fail:
-    if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     plan_release(p);
     return st;
 }
@@ -214,8 +203,7 @@ static mti_status plan_get(struct cuda_device *dev, struct cuda_blaslt *b,
             *out = p;
             return MTI_OK;
         }
-        if (!p->valid && free_slot < 0)
-            free_slot = (int)i;
+        if (!p->valid && free_slot < 0) free_slot = (int)i;
     }
     unsigned slot;
     if (free_slot >= 0) {
@@ -250,11 +238,11 @@ mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *
         MTI_CUBLAS_CHECK(dev, cublasLtMatmulDescSetAttribute(
                                   p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float alpha = 1.0f, beta = 0.0f;
-    MTI_CUBLAS_CHECK(dev, cublasLtMatmul(b->handle, p->desc, &alpha, w, p->a, x, p->b, &beta, y,
-                                         p->c, y, p->c, &p->algo, b->workspace, b->workspace_bytes,
-                                         s->stream));
+    MTI_CUBLAS_CHECK(dev,
+                     cublasLtMatmul(b->handle, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->c, y,
+                                    p->c, &p->algo, b->workspace, b->workspace_bytes, s->stream));
     if (p->post_bias || p->post_act != MTI_ACT_NONE)
-        MTI_CUDA_CHECK(dev, mti__cuda_bias_act(y, p->post_bias ? bias : NULL, m, n, p->post_act,
-                                               s->stream));
+        MTI_CUDA_CHECK(
+            dev, mti__cuda_bias_act(y, p->post_bias ? bias : NULL, m, n, p->post_act, s->stream));
     return MTI_OK;
 }

@@ -43,12 +43,12 @@ static bool is_sticky(cudaError_t err)
 
 static void latch_sticky(struct cuda_device *dev, cudaError_t err)
 {
-    if (!dev || !is_sticky(err))
-        return;
+    if (!dev || !is_sticky(err)) return;
     int expected = 0;
     /* seq_cst CAS: the first sticky error wins; later ones (usually the same) are dropped. */
     if (mti_atomic_cas_seq_cst(&dev->sticky, &expected, (int)err))
-        mti__log(MTI_LOG_ERROR, "%s: unrecoverable device error %s (%s); every later call on "
+        mti__log(MTI_LOG_ERROR,
+                 "%s: unrecoverable device error %s (%s); every later call on "
                  "this device fails",
                  dev->base.name, cudaGetErrorName(err), cudaGetErrorString(err));
 }
@@ -73,10 +73,18 @@ mti_status mti__cublas_error(struct cuda_device *dev, cublasStatus_t err, const 
     latch_sticky(dev, cuda_err);
     mti_status st;
     switch (err) {
-    case CUBLAS_STATUS_ALLOC_FAILED: st = MTI_ERR_OUT_OF_MEMORY; break;
-    case CUBLAS_STATUS_NOT_SUPPORTED: st = MTI_ERR_UNSUPPORTED; break;
-    case CUBLAS_STATUS_INVALID_VALUE: st = MTI_ERR_INVALID_ARGUMENT; break;
-    default: st = MTI_ERR_DEVICE; break;
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        st = MTI_ERR_OUT_OF_MEMORY;
+        break;
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        st = MTI_ERR_UNSUPPORTED;
+        break;
+    case CUBLAS_STATUS_INVALID_VALUE:
+        st = MTI_ERR_INVALID_ARGUMENT;
+        break;
+    default:
+        st = MTI_ERR_DEVICE;
+        break;
     }
     return mti__error_at(st, file, line, "%s: %s: %s", expr, cublasLtGetStatusName(err),
                          cublasLtGetStatusString(err));
@@ -93,8 +101,7 @@ void mti__cuda_note(struct cuda_device *dev, cudaError_t err, const char *expr, 
 mti_status mti__cuda_sticky_status(struct cuda_device *dev)
 {
     int err = mti_atomic_load_relaxed(&dev->sticky);
-    if (!MTI_UNLIKELY(err != 0))
-        return MTI_OK;
+    if (!MTI_UNLIKELY(err != 0)) return MTI_OK;
     return mti__error(MTI_ERR_DEVICE, "%s is unusable after an earlier error: %s: %s",
                       dev->base.name, cudaGetErrorName((cudaError_t)err),
                       cudaGetErrorString((cudaError_t)err));
@@ -105,8 +112,7 @@ mti_status mti__cuda_use_device(struct cuda_device *dev)
     MTI_CHECK(mti__cuda_sticky_status(dev));
     int current = -1;
     MTI_CUDA_CHECK(dev, cudaGetDevice(&current));
-    if (current != dev->base.ordinal)
-        MTI_CUDA_CHECK(dev, cudaSetDevice(dev->base.ordinal));
+    if (current != dev->base.ordinal) MTI_CUDA_CHECK(dev, cudaSetDevice(dev->base.ordinal));
     return MTI_OK;
 }
 
@@ -133,8 +139,7 @@ static mti_status mem_alloc(mti_backend_device *bd, size_t bytes, void **out)
 static void mem_free(mti_backend_device *bd, void *ptr)
 {
     struct cuda_device *dev = mti__cuda_dev(bd);
-    if (!ptr)
-        return;
+    if (!ptr) return;
     int current = -1;
     if (cudaGetDevice(&current) == cudaSuccess && current != bd->ordinal)
         MTI_CUDA_NOTE(dev, cudaSetDevice(bd->ordinal));
@@ -193,8 +198,7 @@ int mti__cuda_count_devices(const char **why)
         else
             snprintf(g_why, sizeof g_why, "%s (%s)", cudaGetErrorString(err),
                      cudaGetErrorName(err));
-        if (!*why)
-            *why = g_why;
+        if (!*why) *why = g_why;
         return 0;
     }
     /* Count the leading devices this build can run on (ordinals must stay CUDA's). */
@@ -213,8 +217,7 @@ int mti__cuda_count_devices(const char **why)
             break;
         }
     }
-    if (usable == 0)
-        *why = g_why[0] ? g_why : "no usable CUDA GPU";
+    if (usable == 0) *why = g_why[0] ? g_why : "no usable CUDA GPU";
     return usable;
 }
 
@@ -246,12 +249,13 @@ mti_status mti__cuda_device_open(int ordinal, mti_sync_mode sync_mode, mti_backe
     int major = 0, minor = 0;
     MTI_CUDA_CHECK(NULL, device_cc(ordinal, &major, &minor));
     if (major < MIN_CC_MAJOR)
-        return mti__error(MTI_ERR_UNSUPPORTED, "cuda device %d is sm_%d%d; this build needs sm_%d0 "
-                          "or newer", ordinal, major, minor, MIN_CC_MAJOR);
+        return mti__error(MTI_ERR_UNSUPPORTED,
+                          "cuda device %d is sm_%d%d; this build needs sm_%d0 "
+                          "or newer",
+                          ordinal, major, minor, MIN_CC_MAJOR);
 
     struct cuda_device *dev = calloc(1, sizeof *dev);
-    if (!dev)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda device");
+    if (!dev) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda device");
     dev->base.iface = &cuda_device_iface;
     dev->base.ordinal = ordinal;
     dev->sync_mode = sync_mode;
@@ -261,8 +265,7 @@ mti_status mti__cuda_device_open(int ordinal, mti_sync_mode sync_mode, mti_backe
     atomic_init(&dev->sticky, 0);
     snprintf(dev->base.name, sizeof dev->base.name, "cuda:%d", ordinal);
     mti_status st = read_knobs(dev);
-    if (st != MTI_OK)
-        goto fail;
+    if (st != MTI_OK) goto fail;
 
     /* Creates the primary context now, so a broken GPU fails here and not in the first request. */
     MTI_CUDA_CHECK_GOTO(dev, cudaSetDevice(ordinal), st, fail);

@@ -98,8 +98,7 @@ mti_status mti__cuda_graph_end(mti_backend_stream *bs, mti_cuda_graph **out)
 out:
     free(g);
     /* The executable keeps what it needs (user objects included) after this. */
-    if (graph)
-        MTI_CUDA_NOTE(dev, cudaGraphDestroy(graph));
+    if (graph) MTI_CUDA_NOTE(dev, cudaGraphDestroy(graph));
     return st;
 }
 
@@ -121,8 +120,7 @@ mti_status mti__cuda_graph_launch(mti_backend_stream *bs, mti_cuda_graph *g, uns
 
 void mti__cuda_graph_destroy(mti_cuda_graph *g)
 {
-    if (!g)
-        return;
+    if (!g) return;
     struct cuda_device *dev = mti__cuda_dev(g->device);
     MTI_CUDA_NOTE(dev, cudaGraphExecDestroy(g->exec));
     free(g);

@@ -36,16 +36,16 @@
 /* Plans cached per stream (keyed by shape, activation, bias, pointer alignment). */
 #define MTI_CUDA_PLAN_CACHE 64
 /* Defaults of the MTI_CUDA_* knobs read once per device open. */
-#define MTI_CUDA_DEFAULT_SPIN_US 40
+#define MTI_CUDA_DEFAULT_SPIN_US   40
 #define MTI_CUDA_DEFAULT_WORKSPACE ((size_t)32 << 20)
 
 struct cuda_device {
     mti_backend_device base;
-    mti_sync_mode sync_mode;  /* the runtime's mode: internal waits, blocking-sync events */
-    bool blocking_events;     /* sync_mode == BLOCK: events get cudaEventBlockingSync */
-    bool tf32;                /* MTI_CUDA_TF32=1: CUBLAS_COMPUTE_32F_FAST_TF32 */
-    uint64_t spin_ns;         /* MTI_CUDA_SPIN_US: spin budget of MTI_SYNC_AUTO */
-    size_t workspace_bytes;   /* MTI_CUDA_WORKSPACE: cuBLASLt workspace per stream */
+    mti_sync_mode sync_mode; /* the runtime's mode: internal waits, blocking-sync events */
+    bool blocking_events;    /* sync_mode == BLOCK: events get cudaEventBlockingSync */
+    bool tf32;               /* MTI_CUDA_TF32=1: CUBLAS_COMPUTE_32F_FAST_TF32 */
+    uint64_t spin_ns;        /* MTI_CUDA_SPIN_US: spin budget of MTI_SYNC_AUTO */
+    size_t workspace_bytes;  /* MTI_CUDA_WORKSPACE: cuBLASLt workspace per stream */
     int cc_major, cc_minor;
     /* 0, or the first sticky cudaError_t seen on this device: the context is unusable and
      * every later call fails with it. Written once (CAS), read relaxed on every call: a late
@@ -56,17 +56,17 @@ struct cuda_device {
 /* One cached nn.Linear plan: descriptors and the heuristic's algorithm for one key. */
 struct cuda_linear_key {
     int m, n, k;
-    int act;      /* mti_activation */
+    int act; /* mti_activation */
     int has_bias;
-    int align;    /* lowest common alignment of the pointers, bytes, capped at 256 */
+    int align; /* lowest common alignment of the pointers, bytes, capped at 256 */
 };
 
 struct cuda_linear_plan {
     struct cuda_linear_key key;
     bool valid;
-    bool epilogue_bias;      /* the epilogue reads the bias: set BIAS_POINTER each call */
-    bool post_bias;          /* bias left to the post kernel */
-    int post_act;            /* activation left to the post kernel (MTI_ACT_NONE: no kernel) */
+    bool epilogue_bias; /* the epilogue reads the bias: set BIAS_POINTER each call */
+    bool post_bias;     /* bias left to the post kernel */
+    int post_act;       /* activation left to the post kernel (MTI_ACT_NONE: no kernel) */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c; /* A = w (k x n), B = x (k x m), C = D = y (n x m) */
     cublasLtMatmulAlgo_t algo;
@@ -131,46 +131,46 @@ mti_status mti__cublas_error(struct cuda_device *dev, cublasStatus_t err, const 
 /* MTI_OK, or the device's latched sticky error. */
 mti_status mti__cuda_sticky_status(struct cuda_device *dev);
 
-#define MTI_CUDA_CHECK(dev, call)                                                                \
-    do {                                                                                         \
-        cudaError_t mti_cuda_err_ = (call);                                                      \
-        if (MTI_UNLIKELY(mti_cuda_err_ != cudaSuccess))                                          \
-            return mti__cuda_error((dev), mti_cuda_err_, #call, __FILE__, __LINE__);             \
+#define MTI_CUDA_CHECK(dev, call)                                                                  \
+    do {                                                                                           \
+        cudaError_t mti_cuda_err_ = (call);                                                        \
+        if (MTI_UNLIKELY(mti_cuda_err_ != cudaSuccess))                                            \
+            return mti__cuda_error((dev), mti_cuda_err_, #call, __FILE__, __LINE__);               \
     } while (0)
 
-#define MTI_CUDA_CHECK_GOTO(dev, call, st, label)                                                \
-    do {                                                                                         \
-        cudaError_t mti_cuda_err_ = (call);                                                      \
-        if (MTI_UNLIKELY(mti_cuda_err_ != cudaSuccess)) {                                        \
-            (st) = mti__cuda_error((dev), mti_cuda_err_, #call, __FILE__, __LINE__);             \
-            goto label;                                                                          \
-        }                                                                                        \
+#define MTI_CUDA_CHECK_GOTO(dev, call, st, label)                                                  \
+    do {                                                                                           \
+        cudaError_t mti_cuda_err_ = (call);                                                        \
+        if (MTI_UNLIKELY(mti_cuda_err_ != cudaSuccess)) {                                          \
+            (st) = mti__cuda_error((dev), mti_cuda_err_, #call, __FILE__, __LINE__);               \
+            goto label;                                                                            \
+        }                                                                                          \
     } while (0)
 
-#define MTI_CUBLAS_CHECK(dev, call)                                                              \
-    do {                                                                                         \
-        cublasStatus_t mti_cublas_err_ = (call);                                                 \
-        if (MTI_UNLIKELY(mti_cublas_err_ != CUBLAS_STATUS_SUCCESS))                              \
-            return mti__cublas_error((dev), mti_cublas_err_, #call, __FILE__, __LINE__);         \
+#define MTI_CUBLAS_CHECK(dev, call)                                                                \
+    do {                                                                                           \
+        cublasStatus_t mti_cublas_err_ = (call);                                                   \
+        if (MTI_UNLIKELY(mti_cublas_err_ != CUBLAS_STATUS_SUCCESS))                                \
+            return mti__cublas_error((dev), mti_cublas_err_, #call, __FILE__, __LINE__);           \
     } while (0)
 
-#define MTI_CUBLAS_CHECK_GOTO(dev, call, st, label)                                              \
-    do {                                                                                         \
-        cublasStatus_t mti_cublas_err_ = (call);                                                 \
-        if (MTI_UNLIKELY(mti_cublas_err_ != CUBLAS_STATUS_SUCCESS)) {                            \
-            (st) = mti__cublas_error((dev), mti_cublas_err_, #call, __FILE__, __LINE__);         \
-            goto label;                                                                          \
-        }                                                                                        \
+#define MTI_CUBLAS_CHECK_GOTO(dev, call, st, label)                                                \
+    do {                                                                                           \
+        cublasStatus_t mti_cublas_err_ = (call);                                                   \
+        if (MTI_UNLIKELY(mti_cublas_err_ != CUBLAS_STATUS_SUCCESS)) {                              \
+            (st) = mti__cublas_error((dev), mti_cublas_err_, #call, __FILE__, __LINE__);           \
+            goto label;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Logs (debug level) a failure of a call whose result cannot be returned (frees, destroys). */
 void mti__cuda_note(struct cuda_device *dev, cudaError_t err, const char *expr, const char *file,
                     int line);
-#define MTI_CUDA_NOTE(dev, call)                                                                 \
-    do {                                                                                         \
-        cudaError_t mti_cuda_err_ = (call);                                                      \
-        if (mti_cuda_err_ != cudaSuccess)                                                        \
-            mti__cuda_note((dev), mti_cuda_err_, #call, __FILE__, __LINE__);                     \
+#define MTI_CUDA_NOTE(dev, call)                                                                   \
+    do {                                                                                           \
+        cudaError_t mti_cuda_err_ = (call);                                                        \
+        if (mti_cuda_err_ != cudaSuccess)                                                          \
+            mti__cuda_note((dev), mti_cuda_err_, #call, __FILE__, __LINE__);                       \
     } while (0)
 
 /* ---- device -------------------------------------------------------------------------------- */
@@ -186,7 +186,8 @@ mti_status mti__cuda_use_device(struct cuda_device *dev);
 
 /* Waits for ev with the sync-mode policy: SPIN polls, YIELD polls with sched_yield, BLOCK uses
  * cudaEventSynchronize when ev is a blocking-sync event (else sleep-polls), AUTO polls for
- * dev->spin_ns then sleep-polls with growing naps. MTI_OK or the mapped device error. */
+ * dev->spin_ns then sleep-polls with naps of 1/8 of the time waited. MTI_OK or the mapped
+ * device error. */
 mti_status mti__cuda_wait_event(struct cuda_device *dev, cudaEvent_t ev, bool blocking,
                                 mti_sync_mode mode);
 

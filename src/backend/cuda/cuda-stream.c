@@ -30,11 +30,9 @@ void mti__cuda_stream_set_error(struct cuda_stream *s, mti_status st)
 /* Takes the pending error (exchange), setting the thread's message when there is one. */
 static mti_status take_error(struct cuda_stream *s)
 {
-    if (mti_atomic_load_relaxed(&s->error) == MTI_OK)
-        return MTI_OK;
+    if (mti_atomic_load_relaxed(&s->error) == MTI_OK) return MTI_OK;
     mti_status st = (mti_status)atomic_exchange(&s->error, MTI_OK);
-    if (st == MTI_OK)
-        return MTI_OK;
+    if (st == MTI_OK) return MTI_OK;
     return mti__error(st, "a host function queued on the %s stream failed (%s)",
                       s->base.device->name, mti_status_string(st));
 }
@@ -53,17 +51,14 @@ static mti_status sync_event_take(struct cuda_stream *s, struct cuda_sync_event 
 {
     mti_mutex_lock(&s->sync_lock);
     struct cuda_sync_event *e = s->sync_free;
-    if (e)
-        s->sync_free = e->next;
+    if (e) s->sync_free = e->next;
     mti_mutex_unlock(&s->sync_lock);
     if (!e) {
         struct cuda_device *dev = mti__cuda_dev(s->base.device);
         e = calloc(1, sizeof *e);
-        if (!e)
-            return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda sync event");
+        if (!e) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda sync event");
         unsigned flags = cudaEventDisableTiming;
-        if (dev->blocking_events)
-            flags |= cudaEventBlockingSync;
+        if (dev->blocking_events) flags |= cudaEventBlockingSync;
         cudaError_t err = cudaEventCreateWithFlags(&e->ev, flags);
         if (err != cudaSuccess) {
             free(e);
@@ -92,8 +87,7 @@ static mti_status stream_synchronize(mti_backend_stream *bs, mti_sync_mode mode)
     MTI_CHECK(refuse_while_capturing(s, "synchronize"));
     MTI_CHECK(mti__cuda_use_device(dev));
     cudaError_t err = cudaStreamQuery(s->stream);
-    if (err == cudaSuccess)
-        return take_error(s);
+    if (err == cudaSuccess) return take_error(s);
     if (err != cudaErrorNotReady)
         return mti__cuda_error(dev, err, "cudaStreamQuery", __FILE__, __LINE__);
 
@@ -104,8 +98,7 @@ static mti_status stream_synchronize(mti_backend_stream *bs, mti_sync_mode mode)
     st = mti__cuda_wait_event(dev, e->ev, dev->blocking_events, mode);
 out:
     sync_event_put(s, e);
-    if (st != MTI_OK)
-        return st;
+    if (st != MTI_OK) return st;
     return take_error(s);
 }
 
@@ -116,10 +109,8 @@ static mti_status stream_query(mti_backend_stream *bs)
     MTI_CHECK(refuse_while_capturing(s, "query"));
     MTI_CHECK(mti__cuda_sticky_status(dev));
     cudaError_t err = cudaStreamQuery(s->stream);
-    if (err == cudaSuccess)
-        return MTI_OK;
-    if (err == cudaErrorNotReady)
-        return MTI_ERR_NOT_READY;
+    if (err == cudaSuccess) return MTI_OK;
+    if (err == cudaErrorNotReady) return MTI_ERR_NOT_READY;
     return mti__cuda_error(dev, err, "cudaStreamQuery", __FILE__, __LINE__);
 }
 
@@ -138,8 +129,7 @@ static void stream_release(struct cuda_stream *s)
         free(list);
         list = next;
     }
-    if (s->stream)
-        MTI_CUDA_NOTE(dev, cudaStreamDestroy(s->stream));
+    if (s->stream) MTI_CUDA_NOTE(dev, cudaStreamDestroy(s->stream));
     mti_mutex_destroy(&s->sync_lock);
 }
 
@@ -157,8 +147,7 @@ static void stream_destroy(mti_backend_stream *bs)
         /* An abandoned capture: end it and drop the graph so the stream can drain. */
         cudaGraph_t g = NULL;
         MTI_CUDA_NOTE(dev, cudaStreamEndCapture(s->stream, &g));
-        if (g)
-            MTI_CUDA_NOTE(dev, cudaGraphDestroy(g));
+        if (g) MTI_CUDA_NOTE(dev, cudaGraphDestroy(g));
         mti_atomic_store_release(&s->capturing, false);
         mti__cuda_host_calls_free(s->capture_calls);
         s->capture_calls = NULL;
@@ -177,10 +166,17 @@ static mti_status stream_memcpy(mti_backend_stream *bs, void *dst, const void *s
     struct cuda_device *dev = mti__cuda_dev(bs->device);
     enum cudaMemcpyKind ck;
     switch (kind) {
-    case MTI_COPY_HOST_TO_DEVICE: ck = cudaMemcpyHostToDevice; break;
-    case MTI_COPY_DEVICE_TO_HOST: ck = cudaMemcpyDeviceToHost; break;
-    case MTI_COPY_DEVICE_TO_DEVICE: ck = cudaMemcpyDeviceToDevice; break;
-    default: return mti__error(MTI_ERR_INVALID_ARGUMENT, "copy kind %d", (int)kind);
+    case MTI_COPY_HOST_TO_DEVICE:
+        ck = cudaMemcpyHostToDevice;
+        break;
+    case MTI_COPY_DEVICE_TO_HOST:
+        ck = cudaMemcpyDeviceToHost;
+        break;
+    case MTI_COPY_DEVICE_TO_DEVICE:
+        ck = cudaMemcpyDeviceToDevice;
+        break;
+    default:
+        return mti__error(MTI_ERR_INVALID_ARGUMENT, "copy kind %d", (int)kind);
     }
     MTI_CHECK(mti__cuda_use_device(dev));
     MTI_CUDA_CHECK(dev, cudaMemcpyAsync(dst, src, bytes, ck, mti__cuda_stream(bs)->stream));
@@ -212,10 +208,8 @@ static void host_trampoline(void *arg)
 {
     struct cuda_host_call *c = arg;
     mti_status st = c->fn(c->user);
-    if (st != MTI_OK)
-        mti__cuda_stream_set_error(c->stream, st);
-    if (!c->persistent)
-        free(c);
+    if (st != MTI_OK) mti__cuda_stream_set_error(c->stream, st);
+    if (!c->persistent) free(c);
 }
 
 void mti__cuda_host_calls_free(struct cuda_host_call *list)
@@ -235,8 +229,7 @@ static mti_status stream_launch_host(mti_backend_stream *bs, mti_host_fn fn, voi
     struct cuda_device *dev = mti__cuda_dev(bs->device);
     MTI_CHECK(mti__cuda_use_device(dev));
     struct cuda_host_call *c = calloc(1, sizeof *c);
-    if (!c)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "host call");
+    if (!c) return mti__error(MTI_ERR_OUT_OF_MEMORY, "host call");
     c->fn = fn;
     c->user = user;
     c->stream = s;
@@ -259,8 +252,8 @@ static mti_status stream_wait_event(mti_backend_stream *bs, mti_backend_event *b
     (void)flags;
     struct cuda_device *dev = mti__cuda_dev(bs->device);
     MTI_CHECK(mti__cuda_use_device(dev));
-    MTI_CUDA_CHECK(dev, cudaStreamWaitEvent(mti__cuda_stream(bs)->stream,
-                                            ((struct cuda_event *)be)->ev, 0));
+    MTI_CUDA_CHECK(
+        dev, cudaStreamWaitEvent(mti__cuda_stream(bs)->stream, ((struct cuda_event *)be)->ev, 0));
     return MTI_OK;
 }
 
@@ -281,8 +274,7 @@ mti_status mti__cuda_stream_create(mti_backend_device *bd, mti_backend_stream **
     *out = NULL;
     MTI_CHECK(mti__cuda_use_device(dev));
     struct cuda_stream *s = calloc(1, sizeof *s);
-    if (!s)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda stream");
+    if (!s) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda stream");
     s->base.iface = &cuda_stream_iface;
     s->base.device = bd;
     atomic_init(&s->error, MTI_OK);

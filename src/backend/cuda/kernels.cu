@@ -8,14 +8,13 @@
 #include "backend/cuda/cuda-kernels.h"
 #include "mtinfer.h"
 
-namespace {
+namespace
+{
 
 template <int Act> __device__ __forceinline__ float activate(float v)
 {
-    if (Act == MTI_ACT_RELU)
-        return v > 0.0f ? v : 0.0f;
-    if (Act == MTI_ACT_GELU)
-        return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    if (Act == MTI_ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (Act == MTI_ACT_GELU) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     if (Act == MTI_ACT_GELU_TANH)
         return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
     return v;
@@ -23,14 +22,13 @@ template <int Act> __device__ __forceinline__ float activate(float v)
 
 /* One thread per element of a row-major [m, n] matrix, grid-stride. */
 template <int Act, bool HasBias>
-__global__ void bias_act_kernel(float *__restrict__ y, const float *__restrict__ bias,
-                                size_t total, unsigned n)
+__global__ void bias_act_kernel(float *__restrict__ y, const float *__restrict__ bias, size_t total,
+                                unsigned n)
 {
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         float v = y[i];
-        if (HasBias)
-            v += bias[i % n];
+        if (HasBias) v += bias[i % n];
         y[i] = activate<Act>(v);
     }
 }
@@ -40,8 +38,7 @@ cudaError_t launch(float *y, const float *bias, size_t total, unsigned n, cudaSt
 {
     const unsigned threads = 256;
     size_t blocks = (total + threads - 1) / threads;
-    if (blocks > 4096)
-        blocks = 4096; /* enough to fill an H100/H200; the loop covers the rest */
+    if (blocks > 4096) blocks = 4096; /* enough to fill an H100/H200; the loop covers the rest */
     if (bias)
         bias_act_kernel<Act, true><<<(unsigned)blocks, threads, 0, stream>>>(y, bias, total, n);
     else
@@ -54,8 +51,7 @@ cudaError_t launch(float *y, const float *bias, size_t total, unsigned n, cudaSt
 extern "C" cudaError_t mti__cuda_bias_act(float *y, const float *bias, int m, int n, int act,
                                           cudaStream_t stream)
 {
-    if (m <= 0 || n <= 0)
-        return cudaSuccess;
+    if (m <= 0 || n <= 0) return cudaSuccess;
     size_t total = (size_t)m * (size_t)n;
     switch (act) {
     case MTI_ACT_NONE:

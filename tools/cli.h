@@ -1,0 +1,8 @@
+/* Subcommands of the mtinfer tool. Each returns the process exit code (0 ok, 1 failed check,
+ * 2 usage or runtime error). */
+#ifndef MTI_TOOLS_CLI_H
+#define MTI_TOOLS_CLI_H
+
+int mti_cli_bench(int argc, char **argv);
+
+#endif
