@@ -261,6 +261,35 @@ mti_status mti_memcpy_async(mti_stream_t stream, void *dst, const void *src, siz
                             mti_copy_kind kind);
 mti_status mti_memset_async(mti_stream_t stream, void *dst, int value, size_t bytes);
 
+/* Host memory that the device copies from and to fastest (page-locked on CUDA, so copies are
+ * truly asynchronous); plain aligned memory on the CPU backend. Free with mti_host_free on the
+ * same runtime. Thread-safe; slow (allocate once, not per request). */
+mti_status mti_host_alloc(mti_runtime_t rt, size_t bytes, void **out);
+void mti_host_free(mti_runtime_t rt, void *ptr);
+
+/* ---------------------------------------------------------------------------------------------
+ * Graphs: capture the work one thread submits to a stream once, replay it with one launch
+ * (CUDA graphs on the GPU; a recorded op list on the CPU).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mti_graph *mti_graph_t;
+
+/* Starts capturing: the calling thread's later submits to stream are recorded, not run, until
+ * mti_stream_end_capture. Allocate buffers before; do not synchronize, query or record events
+ * on the stream meanwhile (MTI_ERR_BUSY). Needs exclusive stream assignment (a shared
+ * round-robin stream would capture other threads' work): MTI_ERR_UNSUPPORTED otherwise. */
+mti_status mti_stream_begin_capture(mti_stream_t stream);
+
+/* Ends the capture and returns the graph (NULL on failure; the stream is usable either way). */
+mti_status mti_stream_end_capture(mti_stream_t stream, mti_graph_t *out);
+
+/* Replays the graph on stream, in stream order. On CUDA a graph that holds host functions
+ * runs only on the stream it was captured on. Returns before the work runs. */
+mti_status mti_graph_launch(mti_graph_t graph, mti_stream_t stream);
+
+/* Frees the graph; launches already submitted still complete. */
+void mti_graph_destroy(mti_graph_t graph);
+
 /* ---------------------------------------------------------------------------------------------
  * Math on streams (device pointers, fp32, row-major, PyTorch's nn.Linear convention)
  * ------------------------------------------------------------------------------------------- */

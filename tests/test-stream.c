@@ -3,6 +3,7 @@
  * one executor at a time even when many threads wait on the stream, cross-stream ordering
  * through events, errors from queued work, timing events.
  */
+#include <math.h>
 #include <string.h>
 
 #include "test-common.h"
@@ -318,6 +319,60 @@ static void stream__every_serialization_policy_gives_right_answers(void **state)
     }
 }
 
+/* ---- graphs ------------------------------------------------------------------------------ */
+
+/* Capture copy-in, linear, copy-out once; replay with fresh inputs; destroy with launches queued. */
+static void stream__graph_capture_and_replay(void **state)
+{
+    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_stream_t s;
+    REQUIRE_OK(mti_stream_get_current(rt, &s));
+    enum { K = 32, N = 16 };
+    float w[N * K], *x, y[N];
+    REQUIRE_OK(mti_host_alloc(rt, sizeof(float) * K, (void **)&x));
+    uint64_t rng = 5;
+    for (int i = 0; i < N * K; i++)
+        w[i] = test_randf(&rng);
+    mti_buffer_t bx, bw, by;
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * K, &bx));
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof w, &bw));
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof y, &by));
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(bw), w, sizeof w, MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_stream_synchronize(s));
+    REQUIRE_OK(mti_stream_begin_capture(s));
+    REQUIRE_STATUS(mti_stream_synchronize(s), MTI_ERR_BUSY);
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(bx), x, sizeof(float) * K,
+                                MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_linear_async(s, mti_buffer_ptr(bx), mti_buffer_ptr(bw), NULL,
+                                mti_buffer_ptr(by), 1, N, K, MTI_ACT_RELU));
+    REQUIRE_OK(mti_memcpy_async(s, y, mti_buffer_ptr(by), sizeof y, MTI_COPY_DEVICE_TO_HOST));
+    mti_graph_t g;
+    REQUIRE_OK(mti_stream_end_capture(s, &g));
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < K; i++)
+            x[i] = test_randf(&rng);
+        for (int i = 0; i < N; i++)
+            y[i] = -1.0f;
+        REQUIRE_OK(mti_graph_launch(g, s));
+        REQUIRE_OK(mti_stream_synchronize(s));
+        for (int i = 0; i < N; i++) {
+            double ref = 0;
+            for (int k = 0; k < K; k++)
+                ref += (double)w[i * K + k] * x[k];
+            ref = ref > 0 ? ref : 0;
+            CHECK_OP(fabs(y[i] - ref), <, 1e-4, "round %d row %d", round, i);
+        }
+    }
+    REQUIRE_OK(mti_graph_launch(g, s));
+    mti_graph_destroy(g); /* a launch is still queued: it must still run safely */
+    REQUIRE_OK(mti_stream_synchronize(s));
+    mti_buffer_free(bx);
+    mti_buffer_free(bw);
+    mti_buffer_free(by);
+    mti_host_free(rt, x);
+    mti_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest stream_tests[] = {
     cmocka_unit_test(stream__submit_returns_before_the_work_runs_and_work_progresses_alone),
     cmocka_unit_test(stream__ops_run_in_order_one_at_a_time_under_concurrent_waiters),
@@ -326,6 +381,7 @@ static const struct CMUnitTest stream_tests[] = {
     cmocka_unit_test(stream__error_of_queued_work_is_reported_once_by_synchronize),
     cmocka_unit_test(stream__timing_events_measure_elapsed_time),
     cmocka_unit_test(stream__every_serialization_policy_gives_right_answers),
+    cmocka_unit_test(stream__graph_capture_and_replay),
 };
 int run_stream_tests(void)
 {

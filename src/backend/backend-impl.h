@@ -26,6 +26,7 @@
 typedef struct mti_backend_device mti_backend_device;
 typedef struct mti_backend_stream mti_backend_stream;
 typedef struct mti_backend_event mti_backend_event;
+typedef struct mti_backend_graph mti_backend_graph;
 
 /* Per-submit hints from the runtime. */
 enum {
@@ -43,6 +44,10 @@ struct mti_backend_device_i {
     /* Raw device memory; the runtime's caching allocator sits in front of these. */
     mti_status (*mem_alloc)(mti_backend_device *dev, size_t bytes, void **out);
     void (*mem_free)(mti_backend_device *dev, void *ptr);
+    /* Host memory the device copies from/to fastest (pinned on CUDA). (optional: NULL means
+     * plain aligned host memory) */
+    mti_status (*host_alloc)(mti_backend_device *dev, size_t bytes, void **out);
+    void (*host_free)(mti_backend_device *dev, void *ptr);
 };
 
 struct mti_backend_stream_i {
@@ -63,6 +68,14 @@ struct mti_backend_stream_i {
     mti_status (*synchronize)(mti_backend_stream *s, mti_sync_mode mode);
     /* MTI_OK when idle, MTI_ERR_NOT_READY otherwise; never blocks; ensures progress. */
     mti_status (*query)(mti_backend_stream *s);
+    /* Graphs (optional, all four or none: NULL means MTI_ERR_UNSUPPORTED). Between graph_begin
+     * and graph_end the recorder's submits to s are captured, not run; graph_launch replays
+     * the captured work on s in stream order with one submit. Device memory must be
+     * allocated before graph_begin; s may not be waited on while it captures. */
+    mti_status (*graph_begin)(mti_backend_stream *s);
+    mti_status (*graph_end)(mti_backend_stream *s, mti_backend_graph **out);
+    mti_status (*graph_launch)(mti_backend_stream *s, mti_backend_graph *g, unsigned flags);
+    void (*graph_destroy)(mti_backend_graph *g);
 };
 
 struct mti_backend_event_i {
@@ -89,6 +102,12 @@ struct mti_backend_stream {
 struct mti_backend_event {
     const struct mti_backend_event_i *iface;
     mti_backend_device *device;
+};
+
+/* A captured graph; backends embed it first in their own graph struct. */
+struct mti_backend_graph {
+    mti_backend_device *device;
+    mti_backend_stream *captured_on;
 };
 
 /* Backend entry points, one per backend. count_devices never fails: 0 means unusable (and

@@ -339,3 +339,99 @@ size_t mti_buffer_size(mti_buffer_t b)
 {
     return b ? b->requested : 0;
 }
+
+/* ---- pinned host memory ----------------------------------------------------------------- */
+
+mti_status mti_host_alloc(mti_runtime_t rt, size_t bytes, void **out)
+{
+    MTI_CHECK_ARG(out != NULL, "out is NULL");
+    *out = NULL;
+    MTI_CHECK_ARG(rt != NULL, "runtime is NULL");
+    MTI_CHECK_ARG(bytes > 0, "host buffer of 0 bytes");
+    MTI_CHECK(mti__runtime_check(rt));
+    mti_backend_device *bdev = rt->devices[0].bdev;
+    if (bdev->iface->host_alloc)
+        return bdev->iface->host_alloc(bdev, bytes, out);
+    *out = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    return *out ? MTI_OK : mti__error(MTI_ERR_OUT_OF_MEMORY, "host buffer of %zu bytes", bytes);
+}
+
+void mti_host_free(mti_runtime_t rt, void *ptr)
+{
+    if (!rt || !ptr || mti__runtime_check(rt) != MTI_OK)
+        return;
+    mti_backend_device *bdev = rt->devices[0].bdev;
+    if (bdev->iface->host_free)
+        bdev->iface->host_free(bdev, ptr);
+    else
+        free(ptr);
+}
+
+/* ---- graphs ----------------------------------------------------------------------------- */
+
+struct mti_graph {
+    struct mti_runtime *rt;
+    mti_backend_graph *bg;
+    const struct mti_backend_stream_i *iface; /* of the stream it was captured on */
+};
+
+static mti_status check_capture(mti_stream_t s)
+{
+    MTI_CHECK(check_stream(s));
+    if (!s->bs->iface->graph_begin)
+        return mti__error(MTI_ERR_UNSUPPORTED, "graphs on the %s backend",
+                          s->dev->bdev->iface->name);
+    if (s->dev->rt->params.assign != MTI_ASSIGN_EXCLUSIVE)
+        return mti__error(MTI_ERR_UNSUPPORTED,
+                          "graph capture needs exclusive streams (MTI_STREAM_ASSIGN=exclusive)");
+    return MTI_OK;
+}
+
+mti_status mti_stream_begin_capture(mti_stream_t s)
+{
+    MTI_CHECK(check_capture(s));
+    mti__encode_begin(s);
+    mti_status st = s->bs->iface->graph_begin(s->bs);
+    mti__encode_end(s);
+    return st;
+}
+
+mti_status mti_stream_end_capture(mti_stream_t s, mti_graph_t *out)
+{
+    MTI_CHECK_ARG(out != NULL, "out is NULL");
+    *out = NULL;
+    MTI_CHECK(check_capture(s));
+    struct mti_graph *g = calloc(1, sizeof *g);
+    if (!g)
+        return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph");
+    mti__encode_begin(s);
+    mti_status st = s->bs->iface->graph_end(s->bs, &g->bg);
+    mti__encode_end(s);
+    if (st != MTI_OK) {
+        free(g);
+        return st;
+    }
+    g->rt = s->dev->rt;
+    g->iface = s->bs->iface;
+    *out = g;
+    return MTI_OK;
+}
+
+mti_status mti_graph_launch(mti_graph_t g, mti_stream_t s)
+{
+    MTI_CHECK_ARG(g != NULL, "graph is NULL");
+    MTI_CHECK(check_stream(s));
+    MTI_CHECK_ARG(g->rt == s->dev->rt, "graph and stream belong to different runtimes");
+    mti__encode_begin(s);
+    mti_status st = s->bs->iface->graph_launch(s->bs, g->bg, 0);
+    mti__encode_end(s);
+    return st;
+}
+
+void mti_graph_destroy(mti_graph_t g)
+{
+    if (!g || mti__runtime_check(g->rt) != MTI_OK)
+        return;
+    g->iface->graph_destroy(g->bg);
+    free(g);
+}

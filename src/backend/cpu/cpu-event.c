@@ -33,6 +33,8 @@ static mti_status event_record(mti_backend_event *be, mti_backend_stream *bs, un
     struct cpu_event *e = (struct cpu_event *)be;
     struct cpu_stream *s = (struct cpu_stream *)bs;
     uint64_t seq;
+    if (mti_atomic_load_relaxed(&s->capturing))
+        return mti__error(MTI_ERR_BUSY, "event record: the stream is capturing a graph");
     if (e->timing) {
         mti_mutex_lock(&e->lock);
         uint64_t generation = ++e->generation;

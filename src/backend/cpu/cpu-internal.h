@@ -31,7 +31,10 @@ enum cpu_op_kind {
     CPU_OP_LINEAR,
     CPU_OP_RECORD,
     CPU_OP_WAIT,
+    CPU_OP_GRAPH,
 };
+
+struct cpu_graph;
 
 struct cpu_op {
     enum cpu_op_kind kind;
@@ -64,6 +67,9 @@ struct cpu_op {
             struct cpu_stream *other;
             uint64_t seq;
         } wait;
+        struct {
+            struct cpu_graph *graph;
+        } graph;
     } u;
 };
 
@@ -90,6 +96,20 @@ struct cpu_stream {
     bool stopping MTI_GUARDED_BY(lock);
     mti_status error MTI_GUARDED_BY(lock); /* first error of queued work since the last sync */
     pthread_t worker;
+    /* Graph capture: set and cleared by the recorder, read by waiters on other threads. While
+     * set, the recorder's submits go to capture_ops instead of the ring. */
+    _Atomic bool capturing;
+    struct cpu_op *capture_ops; /* recorder only */
+    int n_capture, capture_cap; /* recorder only */
+};
+
+/* A captured op list, replayed by one CPU_OP_GRAPH op. Freed when the last of its owner and
+ * its queued launches lets go (refs). */
+struct cpu_graph {
+    mti_backend_graph base;
+    struct cpu_op *ops;
+    int n_ops;
+    _Atomic int refs;
 };
 
 struct cpu_event {
@@ -119,6 +139,14 @@ mti_status mti__cpu_stream_create(mti_backend_device *dev, mti_backend_stream **
 mti_status mti__cpu_event_create(mti_backend_device *dev, bool timing, mti_backend_event **out);
 /* Runs when a timing record op executes. */
 void mti__cpu_event_stamp(struct cpu_event *e, uint64_t generation);
+
+mti_status mti__cpu_graph_begin(mti_backend_stream *s);
+mti_status mti__cpu_graph_end(mti_backend_stream *s, mti_backend_graph **out);
+mti_status mti__cpu_graph_launch(mti_backend_stream *s, mti_backend_graph *g, unsigned flags);
+void mti__cpu_graph_destroy(mti_backend_graph *g);
+/* Runs one op (the executor calls it with the stream lock dropped). */
+mti_status mti__cpu_op_run(struct cpu_stream *s, const struct cpu_op *op);
+void mti__cpu_graph_unref(struct cpu_graph *g);
 
 /* y[m,n] = act(x w^T + bias) with single-threaded BLAS. */
 void mti__cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n,

@@ -21,7 +21,7 @@
 /* Spin iterations before sleeping in MTI_SYNC_AUTO (~ a few microseconds). */
 #define AUTO_SPIN_ITERATIONS 2000
 
-static mti_status run_op(struct cpu_stream *s, const struct cpu_op *op)
+mti_status mti__cpu_op_run(struct cpu_stream *s, const struct cpu_op *op)
 {
     struct cpu_device *dev = (struct cpu_device *)s->base.device;
     switch (op->kind) {
@@ -43,6 +43,17 @@ static mti_status run_op(struct cpu_stream *s, const struct cpu_op *op)
     case CPU_OP_WAIT:
         mti__cpu_stream_wait_seq(op->u.wait.other, op->u.wait.seq, dev->sync_mode);
         return MTI_OK;
+    case CPU_OP_GRAPH: {
+        struct cpu_graph *g = op->u.graph.graph;
+        mti_status first = MTI_OK;
+        for (int i = 0; i < g->n_ops; i++) {
+            mti_status st = mti__cpu_op_run(s, &g->ops[i]);
+            if (st != MTI_OK && first == MTI_OK)
+                first = st;
+        }
+        mti__cpu_graph_unref(g);
+        return first;
+    }
     }
     return mti__error_at(MTI_ERR_INTERNAL, __FILE__, __LINE__, "unknown cpu op %d", op->kind);
 }
@@ -92,7 +103,7 @@ static void run_until(struct cpu_stream *s, uint64_t target, mti_sync_mode mode)
         while (s->head < target) {
             struct cpu_op op = s->ring[s->head % MTI_CPU_RING_CAP];
             mti_mutex_unlock(&s->lock);
-            mti_status st = run_op(s, &op);
+            mti_status st = mti__cpu_op_run(s, &op);
             mti_mutex_lock(&s->lock);
             s->head++;
             /* release: a lock-free reader that sees the new count sees the op's effects */
@@ -133,10 +144,27 @@ void mti__cpu_stream_kick(struct cpu_stream *s, uint64_t seq)
     mti_mutex_unlock(&s->lock);
 }
 
+/* Capture mode: the op is appended to the capture list (recorder only, no lock needed). */
+static mti_status capture_op(struct cpu_stream *s, const struct cpu_op *op)
+{
+    if (s->n_capture == s->capture_cap) {
+        int cap = s->capture_cap ? 2 * s->capture_cap : 16;
+        struct cpu_op *ops = realloc(s->capture_ops, sizeof *ops * (size_t)cap);
+        if (!ops)
+            return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph capture of %d ops", cap);
+        s->capture_ops = ops;
+        s->capture_cap = cap;
+    }
+    s->capture_ops[s->n_capture++] = *op;
+    return MTI_OK;
+}
+
 mti_status mti__cpu_stream_submit(struct cpu_stream *s, const struct cpu_op *op, unsigned flags,
                                   uint64_t *seq_out)
 {
     struct cpu_device *dev = (struct cpu_device *)s->base.device;
+    if (mti_atomic_load_relaxed(&s->capturing))
+        return capture_op(s, op);
     mti_mutex_lock(&s->lock);
     /* A full ring: help drain it (or wait) until one slot frees. */
     while (s->tail - s->head >= MTI_CPU_RING_CAP)
@@ -171,9 +199,17 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static mti_status refuse_while_capturing(struct cpu_stream *s, const char *what)
+{
+    if (MTI_UNLIKELY(mti_atomic_load_acquire(&s->capturing)))
+        return mti__error(MTI_ERR_BUSY, "%s: the stream is capturing a graph", what);
+    return MTI_OK;
+}
+
 static mti_status stream_synchronize(mti_backend_stream *bs, mti_sync_mode mode)
 {
     struct cpu_stream *s = (struct cpu_stream *)bs;
+    MTI_CHECK(refuse_while_capturing(s, "synchronize"));
     mti_mutex_lock(&s->lock);
     run_until(s, s->tail, mode);
     mti_status st = s->error;
@@ -185,6 +221,7 @@ static mti_status stream_synchronize(mti_backend_stream *bs, mti_sync_mode mode)
 static mti_status stream_query(mti_backend_stream *bs)
 {
     struct cpu_stream *s = (struct cpu_stream *)bs;
+    MTI_CHECK(refuse_while_capturing(s, "query"));
     mti_mutex_lock(&s->lock);
     bool idle = s->head == s->tail;
     if (!idle)
@@ -203,6 +240,7 @@ static void stream_destroy(mti_backend_stream *bs)
     mti_cond_signal(&s->work_cv);
     mti_mutex_unlock(&s->lock);
     pthread_join(s->worker, NULL);
+    free(s->capture_ops);
     mti_cond_destroy(&s->work_cv);
     mti_cond_destroy(&s->done_cv);
     mti_mutex_destroy(&s->lock);
@@ -267,6 +305,10 @@ static const struct mti_backend_stream_i cpu_stream_iface = {
     .wait_event = stream_wait_event,
     .synchronize = stream_synchronize,
     .query = stream_query,
+    .graph_begin = mti__cpu_graph_begin,
+    .graph_end = mti__cpu_graph_end,
+    .graph_launch = mti__cpu_graph_launch,
+    .graph_destroy = mti__cpu_graph_destroy,
 };
 
 mti_status mti__cpu_stream_create(mti_backend_device *dev, mti_backend_stream **out)

@@ -146,6 +146,22 @@ static void mem_free(mti_backend_device *bd, void *ptr)
     MTI_CUDA_NOTE(dev, cudaFree(ptr));
 }
 
+/* Pinned (page-locked) host memory: the only kind the copy engines read asynchronously. */
+static mti_status host_alloc(mti_backend_device *bd, size_t bytes, void **out)
+{
+    struct cuda_device *dev = mti__cuda_dev(bd);
+    *out = NULL;
+    MTI_CHECK(mti__cuda_use_device(dev));
+    MTI_CUDA_CHECK(dev, cudaHostAlloc(out, bytes ? bytes : 1, cudaHostAllocPortable));
+    return MTI_OK;
+}
+
+static void host_free(mti_backend_device *bd, void *ptr)
+{
+    if (ptr)
+        MTI_CUDA_NOTE(mti__cuda_dev(bd), cudaFreeHost(ptr));
+}
+
 /* ---- discovery and open -------------------------------------------------------------------- */
 
 static void device_destroy(mti_backend_device *bd)
@@ -160,6 +176,8 @@ static const struct mti_backend_device_i cuda_device_iface = {
     .event_create = mti__cuda_event_create,
     .mem_alloc = mem_alloc,
     .mem_free = mem_free,
+    .host_alloc = host_alloc,
+    .host_free = host_free,
 };
 
 /* Oldest architecture this build has code for (sm_90 SASS + compute_80 PTX). */

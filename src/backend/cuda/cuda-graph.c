@@ -58,7 +58,7 @@ static mti_status attach_host_calls(struct cuda_device *dev, cudaGraph_t graph,
     return MTI_OK;
 }
 
-mti_status mti__cuda_graph_end(mti_backend_stream *bs, mti_cuda_graph **out)
+mti_status mti__cuda_graph_end(mti_backend_stream *bs, mti_backend_graph **out)
 {
     struct cuda_stream *s = mti__cuda_stream(bs);
     struct cuda_device *dev = mti__cuda_dev(bs->device);
@@ -89,11 +89,12 @@ mti_status mti__cuda_graph_end(mti_backend_stream *bs, mti_cuda_graph **out)
         st = mti__error(MTI_ERR_OUT_OF_MEMORY, "cuda graph");
         goto out;
     }
-    g->device = bs->device;
+    g->base.device = bs->device;
+    g->base.captured_on = bs;
     g->capture_stream = s;
     g->has_host_calls = calls != NULL;
     MTI_CUDA_CHECK_GOTO(dev, cudaGraphInstantiate(&g->exec, graph, 0), st, out);
-    *out = g;
+    *out = &g->base;
     g = NULL;
 out:
     free(g);
@@ -102,14 +103,15 @@ out:
     return st;
 }
 
-mti_status mti__cuda_graph_launch(mti_backend_stream *bs, mti_cuda_graph *g, unsigned flags)
+mti_status mti__cuda_graph_launch(mti_backend_stream *bs, mti_backend_graph *bg, unsigned flags)
 {
     (void)flags;
+    mti_cuda_graph *g = (mti_cuda_graph *)bg;
     struct cuda_stream *s = mti__cuda_stream(bs);
     struct cuda_device *dev = mti__cuda_dev(bs->device);
-    if (g->device != bs->device)
+    if (g->base.device != bs->device)
         return mti__error(MTI_ERR_INVALID_ARGUMENT, "graph of %s launched on a stream of %s",
-                          g->device->name, bs->device->name);
+                          g->base.device->name, bs->device->name);
     if (g->has_host_calls && g->capture_stream != s)
         return mti__error(MTI_ERR_INVALID_ARGUMENT,
                           "a graph with host functions runs only on the stream it was captured on");
@@ -118,10 +120,12 @@ mti_status mti__cuda_graph_launch(mti_backend_stream *bs, mti_cuda_graph *g, uns
     return MTI_OK;
 }
 
-void mti__cuda_graph_destroy(mti_cuda_graph *g)
+void mti__cuda_graph_destroy(mti_backend_graph *bg)
 {
-    if (!g) return;
-    struct cuda_device *dev = mti__cuda_dev(g->device);
+    if (!bg)
+        return;
+    mti_cuda_graph *g = (mti_cuda_graph *)bg;
+    struct cuda_device *dev = mti__cuda_dev(g->base.device);
     MTI_CUDA_NOTE(dev, cudaGraphExecDestroy(g->exec));
     free(g);
 }

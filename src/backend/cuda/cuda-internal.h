@@ -211,7 +211,7 @@ void mti__cuda_blaslt_destroy(struct cuda_device *dev, struct cuda_blaslt *b);
 mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
                             const float *bias, float *y, int m, int n, int k, mti_activation act);
 
-/* ---- CUDA graphs (internal API; to be exposed as optional stream vtable members) ------------
+/* ---- CUDA graphs (the stream vtable's graph members) -----------------------------------------
  *
  * graph_begin: the calling thread starts capturing the work it submits to s
  *   (cudaStreamCaptureModeThreadLocal). Until graph_end, synchronize/query on s fail with
@@ -226,16 +226,16 @@ mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *
  */
 typedef struct mti_cuda_graph mti_cuda_graph;
 struct mti_cuda_graph {
-    mti_backend_device *device;
+    mti_backend_graph base;
     cudaGraphExec_t exec;
     struct cuda_stream *capture_stream; /* where host-function errors go */
     bool has_host_calls;
 };
 
 mti_status mti__cuda_graph_begin(mti_backend_stream *s);
-mti_status mti__cuda_graph_end(mti_backend_stream *s, mti_cuda_graph **out);
-mti_status mti__cuda_graph_launch(mti_backend_stream *s, mti_cuda_graph *g, unsigned flags);
-void mti__cuda_graph_destroy(mti_cuda_graph *g);
+mti_status mti__cuda_graph_end(mti_backend_stream *s, mti_backend_graph **out);
+mti_status mti__cuda_graph_launch(mti_backend_stream *s, mti_backend_graph *g, unsigned flags);
+void mti__cuda_graph_destroy(mti_backend_graph *g);
 /* Frees a list of host calls (a failed capture's, or a graph's when its last user is gone). */
 void mti__cuda_host_calls_free(struct cuda_host_call *list);
 

@@ -266,6 +266,10 @@ static const struct mti_backend_stream_i cuda_stream_iface = {
     .wait_event = stream_wait_event,
     .synchronize = stream_synchronize,
     .query = stream_query,
+    .graph_begin = mti__cuda_graph_begin,
+    .graph_end = mti__cuda_graph_end,
+    .graph_launch = mti__cuda_graph_launch,
+    .graph_destroy = mti__cuda_graph_destroy,
 };
 
 mti_status mti__cuda_stream_create(mti_backend_device *bd, mti_backend_stream **out)
