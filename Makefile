@@ -25,7 +25,7 @@ SHARED_LIB := $(BUILD)/lib/libmtinfer.so
 CLI        := $(BUILD)/bin/mtinfer
 TESTS      := $(BUILD)/bin/mtinfer-tests
 
-.PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken verify bench \
+.PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken test-gpu verify bench \
         check-format format clean help
 
 all: lib cli tests
@@ -39,6 +39,7 @@ help:
 	@echo "make test-tsan    the tests under ThreadSanitizer"
 	@echo "make test-asan    the tests under AddressSanitizer + UndefinedBehaviorSanitizer + leaks"
 	@echo "make test-broken  each broken twin must make its targeted test fail"
+	@echo "make test-gpu     the suite on the CUDA backend (needs a GPU)"
 	@echo "make verify       Spin models and their broken twins"
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
@@ -96,6 +97,11 @@ test-asan:
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
 	ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
 	  MTI_TEST_SCALE=4 $(RUN_TESTS) build/asan/bin/mtinfer-tests
+
+# The same suite on the GPU (run on a machine with one): every test that does not read device
+# memory from the host runs against the CUDA backend.
+test-gpu: tests
+	MTI_TEST_BACKEND=cuda $(RUN_TESTS) $(TESTS)
 
 test-broken:
 	bash tests/run-broken-twins.sh

@@ -7,7 +7,7 @@ static mti_runtime_t make_runtime(size_t limit, int poison)
 {
     mti_runtime_params p;
     mti_runtime_params_default(&p);
-    p.backend = MTI_BACKEND_CPU;
+    p.backend = test_backend();
     p.pool_size = 4;
     p.memory_limit = limit;
     p.alloc_poison = poison;
@@ -90,6 +90,7 @@ static void alloc__out_of_memory_releases_the_cache_and_retries(void **state)
 
 static void alloc__poison_mode_fills_freed_blocks_in_stream_order(void **state)
 {
+    SKIP_UNLESS_CPU();
     mti_runtime_t rt = make_runtime(0, 1);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));

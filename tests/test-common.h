@@ -103,13 +103,27 @@ static inline void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A CPU runtime with the given pool size and exhaustion policy; other params default. */
-static inline mti_runtime_t make_cpu_runtime(int pool_size, mti_pool_exhaustion policy,
-                                             int wait_ms)
+/* The backend the suite runs on: MTI_TEST_BACKEND=cpu (default) or cuda (make test-gpu). */
+static inline mti_backend_kind test_backend(void)
+{
+    const char *v = getenv("MTI_TEST_BACKEND");
+    return v && strcmp(v, "cuda") == 0 ? MTI_BACKEND_CUDA : MTI_BACKEND_CPU;
+}
+
+/* Tests that read device memory from the host (host functions, poisoning) run on the CPU only. */
+#define SKIP_UNLESS_CPU()                                                                        \
+    do {                                                                                         \
+        if (test_backend() != MTI_BACKEND_CPU)                                                   \
+            skip();                                                                              \
+    } while (0)
+
+/* A runtime on the test backend with the given pool size and exhaustion policy. */
+static inline mti_runtime_t make_test_runtime(int pool_size, mti_pool_exhaustion policy,
+                                              int wait_ms)
 {
     mti_runtime_params p;
     mti_runtime_params_default(&p);
-    p.backend = MTI_BACKEND_CPU;
+    p.backend = test_backend();
     p.pool_size = pool_size;
     p.exhaustion = policy;
     p.pool_wait_ms = wait_ms;

@@ -45,7 +45,8 @@ static int child_checks(mti_runtime_t parent_rt, mti_stream_t parent_stream)
 
 static void fork__child_gets_clear_errors_and_can_start_its_own_runtime(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(4, MTI_POOL_BLOCK, 0);
+    SKIP_UNLESS_CPU();
+    mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     /* Busy streams at fork time: worker threads exist and locks are in use. */

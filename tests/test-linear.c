@@ -16,7 +16,7 @@ static double activate(double v, mti_activation act)
 
 static void check_linear(int m, int n, int k, mti_activation act, int with_bias)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     uint64_t rng = (uint64_t)(m * 1000 + n * 10 + act);
@@ -30,8 +30,30 @@ static void check_linear(int m, int n, int k, mti_activation act, int with_bias)
         b[i] = test_randf(&rng);
     for (int i = 0; i < m * n; i++)
         y[i] = NAN; /* poison: every output must be written */
-    REQUIRE_OK(mti_linear_async(s, x, w, with_bias ? b : NULL, y, m, n, k, act));
+    /* Through device buffers, so the same test runs on the GPU (make test-gpu). */
+    mti_buffer_t dx, dw, db, dy;
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * m * k, &dx));
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * n * k, &dw));
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * n, &db));
+    REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * m * n, &dy));
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dx), x, sizeof(float) * m * k,
+                                MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dw), w, sizeof(float) * n * k,
+                                MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(db), b, sizeof(float) * n,
+                                MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dy), y, sizeof(float) * m * n,
+                                MTI_COPY_HOST_TO_DEVICE)); /* the NaN poison */
+    REQUIRE_OK(mti_linear_async(s, mti_buffer_ptr(dx), mti_buffer_ptr(dw),
+                                with_bias ? mti_buffer_ptr(db) : NULL, mti_buffer_ptr(dy), m, n, k,
+                                act));
+    REQUIRE_OK(mti_memcpy_async(s, y, mti_buffer_ptr(dy), sizeof(float) * m * n,
+                                MTI_COPY_DEVICE_TO_HOST));
     REQUIRE_OK(mti_stream_synchronize(s));
+    mti_buffer_free(dx);
+    mti_buffer_free(dw);
+    mti_buffer_free(db);
+    mti_buffer_free(dy);
     double err2 = 0, ref2 = 0;
     for (int r = 0; r < m; r++)
         for (int c = 0; c < n; c++) {
@@ -63,7 +85,7 @@ static void linear__matches_float64_reference(void **state)
 
 static void linear__bad_shapes_are_rejected(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     float v[4];

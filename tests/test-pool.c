@@ -82,7 +82,7 @@ static void *hammer_thread(void *p)
 
 static void run_hammer(int threads, int pool_size, int rounds)
 {
-    mti_runtime_t rt = make_cpu_runtime(pool_size, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(pool_size, MTI_POOL_BLOCK, 0);
     atomic_store(&violations, 0);
     pthread_t tid[64];
     struct hammer_arg args[64];
@@ -141,7 +141,7 @@ static void *churn_thread(void *p)
 
 static void pool__two_hundred_short_lived_threads_return_their_slots(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(8, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(8, MTI_POOL_BLOCK, 0);
     atomic_store(&churn_done, 0);
     /* in sequence */
     for (int i = 0; i < 200; i++) {
@@ -184,7 +184,7 @@ static mti_status slow_mark(void *user)
 
 static void pool__slot_returns_only_after_its_work_drained(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(1, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(1, MTI_POOL_BLOCK, 0);
     for (int round = 0; round < 5; round++) {
         struct drain_token token = {0};
         mti_stream_t s;
@@ -211,7 +211,7 @@ static void *exit_with_pending_work(void *p)
 
 static void pool__thread_exit_drains_before_returning_the_slot(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(1, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(1, MTI_POOL_BLOCK, 0);
     atomic_store(&exit_token.done, 0);
     pthread_t t;
     pthread_create(&t, NULL, exit_with_pending_work, rt);
@@ -227,7 +227,7 @@ static void pool__thread_exit_drains_before_returning_the_slot(void **state)
 
 static void pool__exhaustion_fail_returns_at_once(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_FAIL, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_FAIL, 0);
     mti_stream_t a, b, c = (mti_stream_t)0x1;
     REQUIRE_OK(mti_stream_acquire(rt, &a));
     REQUIRE_OK(mti_stream_acquire(rt, &b));
@@ -249,7 +249,7 @@ static void pool__exhaustion_fail_returns_at_once(void **state)
 
 static void pool__exhaustion_wait_honours_the_timeout(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(1, MTI_POOL_WAIT, 150);
+    mti_runtime_t rt = make_test_runtime(1, MTI_POOL_WAIT, 150);
     mti_stream_t a, b = NULL;
     REQUIRE_OK(mti_stream_acquire(rt, &a));
     double t0 = now_ms();
@@ -286,7 +286,7 @@ static void *waiter_thread(void *p)
 /* A waiter already asleep must be woken by the release (no lost wake-up). */
 static void check_waiter_woken(mti_pool_exhaustion policy)
 {
-    mti_runtime_t rt = make_cpu_runtime(1, policy, 3000);
+    mti_runtime_t rt = make_test_runtime(1, policy, 3000);
     for (int round = 0; round < 3; round++) {
         mti_stream_t held;
         REQUIRE_OK(mti_stream_acquire(rt, &held));
@@ -318,7 +318,7 @@ static void pool__round_robin_shares_streams_safely(void **state)
 {
     mti_runtime_params p;
     mti_runtime_params_default(&p);
-    p.backend = MTI_BACKEND_CPU;
+    p.backend = test_backend();
     p.pool_size = 3;
     p.assign = MTI_ASSIGN_ROUND_ROBIN;
     mti_runtime_t rt;

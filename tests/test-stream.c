@@ -28,7 +28,7 @@ static mti_status wait_gate(void *user)
 
 static void stream__submit_returns_before_the_work_runs_and_work_progresses_alone(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(4, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     struct gate g = {0};
@@ -93,7 +93,7 @@ static void *sync_hammer(void *p)
 
 static void stream__ops_run_in_order_one_at_a_time_under_concurrent_waiters(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(4, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_acquire(rt, &s));
     int n = scaled(20000, 2000);
@@ -145,7 +145,8 @@ static mti_status slow_check(void *user)
  * consumer must still see the first value: reuse waits for the consumer's use to end. */
 static void stream__producer_consumer_events_and_buffer_reuse(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(4, MTI_POOL_BLOCK, 0);
+    SKIP_UNLESS_CPU();
+    mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_stream_t prod, cons;
     REQUIRE_OK(mti_stream_acquire(rt, &prod));
     REQUIRE_OK(mti_stream_acquire(rt, &cons));
@@ -187,7 +188,7 @@ static void stream__producer_consumer_events_and_buffer_reuse(void **state)
 
 static void stream__wait_event_orders_work_across_streams(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(4, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_stream_t a, b;
     REQUIRE_OK(mti_stream_acquire(rt, &a));
     REQUIRE_OK(mti_stream_acquire(rt, &b));
@@ -222,7 +223,7 @@ static mti_status fail_op(void *user)
 
 static void stream__error_of_queued_work_is_reported_once_by_synchronize(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_acquire(rt, &s));
     _Atomic int later = 0;
@@ -242,7 +243,7 @@ static void stream__error_of_queued_work_is_reported_once_by_synchronize(void **
 
 static void stream__timing_events_measure_elapsed_time(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     mti_event_t start, stop, plain;
@@ -302,7 +303,7 @@ static void stream__every_serialization_policy_gives_right_answers(void **state)
     for (int i = 0; i < 3; i++) {
         mti_runtime_params p;
         mti_runtime_params_default(&p);
-        p.backend = MTI_BACKEND_CPU;
+        p.backend = test_backend();
         p.serialization = policies[i];
         p.serial_limit = 2;
         mti_runtime_t rt;
@@ -324,7 +325,7 @@ static void stream__every_serialization_policy_gives_right_answers(void **state)
 /* Capture copy-in, linear, copy-out once; replay with fresh inputs; destroy with launches queued. */
 static void stream__graph_capture_and_replay(void **state)
 {
-    mti_runtime_t rt = make_cpu_runtime(2, MTI_POOL_BLOCK, 0);
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     mti_stream_t s;
     REQUIRE_OK(mti_stream_get_current(rt, &s));
     enum { K = 32, N = 16 };

@@ -1,77 +1,83 @@
 /*
- * pool.pml -- the per-device stream pool (exclusive-ownership policy).
+ * pool.pml -- the per-device stream pool, exclusive-ownership policy (the default).
  *
- * Abstracts (src/runtime/pool.c, src/runtime/pool.h):
- *   mti__pool_try_acquire   lock-free: load free_mask, take the lowest set bit
- *                           with compare-and-swap, retry on CAS failure.
- *   mti__pool_acquire       fast path = try_acquire; slow path by exhaustion
- *                           policy: FAIL (MTI_ERR_POOL_EXHAUSTED at once),
- *                           WAIT (timed wait, MTI_ERR_TIMEOUT), BLOCK (forever):
- *                           lock(wait_lock); n_waiters++; loop { try_acquire;
- *                           ok -> break; timed out -> break; cond_(timed)wait };
- *                           n_waiters--; unlock.
- *   mti__pool_release       mti__stream_drain(slot's stream), THEN
- *                           fetch_or(free_mask, bit) (seq_cst), THEN
- *                           load(n_waiters) (seq_cst) > 0 -> lock(wait_lock);
- *                           cond_broadcast(slot_freed); unlock.
- *   thread-exit destructor  the thread-local slot cache (pthread key
- *                           destructor) releases the thread's slot at exit.
+ * Abstracts (src/runtime/pool.c, pool.h; src/runtime/thread-cache.c):
+ *   mti__pool_try_acquire  lock-free: load free_mask; 0 -> -1; slot = ctz(mask);
+ *                          CAS(free_mask, mask, mask & ~bit) (seq_cst); on failure the
+ *                          CAS reloads mask and the loop retries.
+ *   mti__pool_acquire      try_acquire; none free: MTI_POOL_FAIL -> MTI_ERR_POOL_EXHAUSTED,
+ *                          else wait_for_slot; then slot_stream (lazy stream creation by
+ *                          the holder; on failure free_slot and return the error).
+ *   wait_for_slot          lock(wait_lock); n_waiters++ (seq_cst);
+ *                          while (try_acquire < 0) { MTI_POOL_BLOCK: cond_wait(slot_freed);
+ *                          MTI_POOL_WAIT: cond_wait_until(deadline) timed out ->
+ *                          one more try_acquire, then MTI_ERR_TIMEOUT };
+ *                          n_waiters-- (seq_cst); unlock.
+ *   mti__pool_release      mti__stream_sync (the slot's queued work drains), THEN free_slot.
+ *   free_slot              fetch_or(free_mask, bit) (seq_cst), THEN load(n_waiters)
+ *                          (seq_cst) > 0 -> lock(wait_lock); cond_broadcast; unlock.
+ *   mti__thread_stream     thread-local cache hit, else mti__runtime_acquire and cache it.
+ *   on_thread_exit / release_entry
+ *                          pthread key destructor: mti__pool_release of the cached slot.
+ *   mti_stream_release     early release of the cached slot (mti__thread_forget, then
+ *                          mti__pool_release); the next call acquires again.
  *
- * Model: NTHREADS client threads, NSLOTS slots.  Each thread runs NITER
- * "calls"; a call uses the cached slot or acquires one (policy chosen
- * nondeterministically per thread), then enqueues one op on the slot's stream.
- * At thread exit the destructor releases the slot.  One executor per slot
- * retires queued ops (stands for the CPU stream worker, see stream.pml).
- * A mutex is a byte holding owner+1; a condvar is one "asleep" bit per thread
- * (pthread_cond_wait atomically unlocks and sleeps; broadcast clears all bits).
- * BLOCK waits have NO spurious wake-ups (worst case for lost wake-ups); a
- * timed wait may return at any moment with ETIMEDOUT (time is abstracted to
- * "the deadline may pass at any moment").
+ * Model: NTHREADS threads, NSLOTS slots.  A thread makes NITER calls; each call gets its
+ * stream through the cache (acquiring under its exhaustion policy, chosen per thread),
+ * queues one op on it, and may then release the slot early; at exit the destructor
+ * releases what is still cached.  The first holder of a slot creates its stream, which
+ * may fail.  One executor per slot retires queued ops (the CPU stream, see stream.pml;
+ * mti__stream_sync is "wait until the slot's stream has no queued op").
+ * Mutex = a byte holding owner + 1; condvar = one "asleep" bit per thread
+ * (pthread_cond_wait unlocks and sleeps in one step; broadcast clears every bit).
+ * Untimed waits get NO spurious wake-ups (the worst case for lost wake-ups); a timed wait
+ * may time out at any moment (time is abstracted to "the deadline may pass now").
  *
  * Properties
- *   safety (assert): a slot has at most one owner; a slot is handed out only
- *     when its stream has no queued work left from the previous owner; the
- *     mutex is released by its holder; at the end every slot is free again
- *     (release at thread exit), n_waiters == 0, nobody holds a slot.
+ *   safety (assert): a slot has at most one holder; a slot is handed out only when its
+ *     stream has no work queued by an earlier holder; a slot's stream is created once;
+ *     mutexes are unlocked by their holder; at the end every slot is free (release at
+ *     thread exit), n_waiters == 0 and nobody holds a slot.
  *   no invalid end state: nobody sleeps forever (no lost wake-up, no deadlock).
- *   ltl all_return   (finite run, weak fairness): every thread finishes.
- *   ltl no_lost_wake (LOOP build, threads live forever, BLOCK policy, weak
- *     fairness): a thread asleep on slot_freed while a slot is free is
- *     eventually woken.
- *   ltl no_starve    (LOOP build): a waiting thread eventually gets a slot.
- *     NOT a property of this design: a waiter that is woken can lose the CAS
- *     to a thread on the fast path, forever.  Spin shows the trail; it is
- *     kept in the table as a documented non-guarantee.
- *   ltl witness      (WITNESS_K=k): [](holders < k).  Spin must REFUTE it:
- *     the trail shows k threads holding slots at the same time (parallelism).
+ *   ltl all_return   (weak fairness): every thread runs to its end.
+ *   ltl no_lost_wake (LOOP build: every thread goes round acquire / op / release as
+ *     often as it likes, policy block; weak fairness): a thread asleep on slot_freed
+ *     while a slot is free is eventually woken.
+ *   ltl no_starve    (LOOP build): a waiting thread eventually gets a slot.  NOT a
+ *     property of this design: the woken waiter can lose the CAS to a thread on the
+ *     fast path, again and again.  Spin shows that trail; the table keeps it as a
+ *     documented non-guarantee (expected: violated).
+ *   ltl witness      (WITNESS_K=k): [](holders < k).  Spin must REFUTE it: the trail
+ *     shows k threads holding slots at once (the design permits real parallelism).
  *
- * Broken twins (select with spin -D...):
- *   BROKEN_CAS        check-then-set instead of CAS -> two owners of a slot.
- *   BROKEN_DRAIN      fetch_or before the stream is drained -> a new owner
- *                     gets a stream with someone else's work still queued.
- *   BROKEN_WAKE_ORDER release loads n_waiters BEFORE its fetch_or (what a
- *                     relaxed/acq-rel pair permits; the Dekker pair needs
- *                     seq_cst) -> lost wake-up, a BLOCK waiter sleeps forever.
- *   BROKEN_WAKE_NOLOCK broadcast without taking wait_lock -> the broadcast can
- *                     fall between the waiter's failed try and its wait.
- *   BROKEN_TIMEOUT    the timeout exit forgets n_waiters-- -> counter leaks.
+ * Broken twins (spin -D...):
+ *   MTI_BROKEN_POOL_CHECK_THEN_SET       (same flag as the C twin) test the bit, then
+ *                                        clear it in a separate store -> two holders.
+ *   MTI_BROKEN_POOL_RELEASE_BEFORE_DRAIN (same flag as the C twin) free_slot without
+ *                                        mti__stream_sync -> the next holder gets a
+ *                                        stream with someone else's work queued.
+ *   MTI_BROKEN_POOL_LOST_WAKEUP          (same flag as the C twin) read n_waiters and
+ *                                        broadcast BEFORE the fetch_or -> a waiter that
+ *                                        went to sleep in between is never woken.
+ *   BROKEN_WAKE_NOLOCK                   broadcast without wait_lock -> it can fall
+ *                                        between a waiter's failed retry and its sleep.
  *
- * Left out: memory ordering other than the seq_cst interleaving (Spin is
- * sequentially consistent; the twin BROKEN_WAKE_ORDER stands for the
- * reordering that weaker orders allow); the CPU stream internals (stream.pml);
- * the shared round-robin policy and record_lock (record.pml); pool
- * creation/destruction and resizing; multiple devices (pools are independent);
- * the ABA problem is absent because slots are plain bits (no pointers); wall-
- * clock time; pools larger than 3 slots (the C pool has up to 64; the model's
- * reasoning is per bit and does not depend on the count).
+ * Left out: memory orders weaker than seq_cst (Spin interleaves, i.e. is sequentially
+ * consistent; MTI_BROKEN_POOL_LOST_WAKEUP shows what moving the n_waiters load above the
+ * fetch_or, which a weaker order would allow, does); statistics (in_use, peak, counters);
+ * the round-robin policy and the record lock (record.pml); the stream internals
+ * (stream.pml); several devices (independent pools) and least_loaded_device; pool
+ * init/destroy; the registry pin of the exit destructor (runtime lifetime); real time;
+ * pools of more than 3 slots (the C pool has up to MTI_POOL_MAX_SLOTS = 64 bits in one
+ * uint64_t; every rule here is per bit).
  */
 
-/* ---- constants mirrored from the C code (checked by verify/check_constants.sh) ---- */
+/* ---- constants mirrored from the C code (verify/check-constants.sh compares them) ---- */
 #define MTI_POOL_MAX_SLOTS      64   /* src/runtime/pool.h */
-#define MTI_POOL_DEFAULT_SLOTS  32   /* default pool size */
-#define MTI_POOL_EXHAUST_FAIL   0    /* exhaustion policies */
-#define MTI_POOL_EXHAUST_WAIT   1
-#define MTI_POOL_EXHAUST_BLOCK  2
+#define MTI_POOL_DEFAULT_SIZE   32   /* src/runtime/pool.h */
+#define MTI_POOL_FAIL           0    /* enum mti_pool_exhaustion, include/mtinfer.h */
+#define MTI_POOL_WAIT           1
+#define MTI_POOL_BLOCK          2
 
 /* ---- model configuration ---- */
 #ifndef NSLOTS
@@ -87,35 +93,34 @@
 #define NONE 255
 #define ALL_FREE ((1 << NSLOTS) - 1)
 
-byte free_mask = ALL_FREE;      /* _Atomic uint64_t free_mask; bit set = free */
+byte free_mask = ALL_FREE;      /* _Atomic uint64_t free_mask; bit set = slot free */
 byte n_waiters = 0;             /* _Atomic int n_waiters */
-byte wait_lock = 0;             /* mutex: 0 = free, else owner pid + 1 */
-bit  asleep[NTHREADS];          /* condvar slot_freed: one bit per sleeper */
+byte wait_lock = 0;             /* mti_mutex wait_lock: 0 free, else owner + 1 */
+bit  asleep[NTHREADS];          /* mti_cond slot_freed: one bit per sleeper */
+bit  created[NSLOTS];           /* streams[slot] != NULL */
+byte pending[NSLOTS];           /* ops queued and not finished on the slot's stream */
 
-byte pending[NSLOTS];           /* ops queued and not finished on slot's stream */
-
-/* ghost state */
-byte owner[NSLOTS];             /* which thread owns the slot (NONE = free) */
-byte holders = 0;               /* threads holding a slot right now */
-bit  waiting[NTHREADS];         /* thread is in the slow path of acquire */
-bit  holding[NTHREADS];         /* thread holds a slot */
-byte ndone = 0;                 /* threads that have exited */
+/* ghost */
+byte owner[NSLOTS];             /* holder of the slot (NONE = free) */
+byte holders = 0;               /* threads holding a slot now */
+bit  waiting[NTHREADS];         /* inside wait_for_slot */
+bit  holding[NTHREADS];
+byte ndone = 0;
 
 inline mutex_lock(l)   { atomic { l == 0 -> l = me + 1 } }
 inline mutex_unlock(l) { d_step { assert(l == me + 1); l = 0 } }
 
-/* pthread_cond_wait: unlock and sleep atomically; no spurious wake-up. */
+/* mti_cond_wait: unlock and sleep in one step; no spurious wake-up */
 inline cond_wait(l) {
 	d_step { assert(l == me + 1); asleep[me] = 1; l = 0 };
-	asleep[me] == 0;
-	mutex_lock(l)
+	atomic { asleep[me] == 0 -> l == 0 -> l = me + 1 }
 }
 
-/* pthread_cond_timedwait: as above, or the deadline passes. */
-inline cond_timedwait(l, expired) {
+/* mti_cond_wait_until: as above, or the deadline passes (returns false: expired = 1) */
+inline cond_wait_until(l, expired) {
 	d_step { assert(l == me + 1); asleep[me] = 1; l = 0 };
 	if
-	:: asleep[me] == 0                         /* signalled */
+	:: asleep[me] == 0                                            /* signalled */
 	:: d_step { asleep[me] == 1 -> asleep[me] = 0; expired = 1 }  /* ETIMEDOUT */
 	fi;
 	mutex_lock(l)
@@ -125,104 +130,54 @@ inline cond_broadcast() {
 	d_step { i = 0; do :: i < NTHREADS -> asleep[i] = 0; i++ :: else -> break od; i = 0 }
 }
 
-/* mti__pool_try_acquire: res = slot or NONE (MTI_ERR_POOL_EXHAUSTED) */
+/* mti__pool_try_acquire: res = slot, or NONE (-1) */
 inline try_acquire(res) {
 	res = NONE;
+	m = free_mask;                                   /* load, seq_cst */
 	do
-	:: m = free_mask;                               /* atomic load */
-	   if
-	   :: m == 0 -> break                            /* exhausted */
-	   :: else ->
-	      d_step { b = 0; do :: (m & (1 << b)) == 0 -> b++ :: else -> break od }  /* ctz */
-#ifdef BROKEN_CAS
-	      /* check-then-set: test the bit, then clear it in a separate step */
-	      if
-	      :: (free_mask & (1 << b)) != 0 ->
-	         d_step { free_mask = free_mask & ~(1 << b);
-	                  assert(owner[b] == NONE); owner[b] = me;
-	                  assert(pending[b] == 0);
-	                  holders++; holding[me] = 1; res = b }
-	      :: else -> skip
-	      fi;
+	:: m == 0 -> break
+	:: else ->
+	   d_step { b = 0; do :: (m & (1 << b)) == 0 -> b++ :: else -> break od }   /* ctz */
+#ifdef MTI_BROKEN_POOL_CHECK_THEN_SET
+	   /* check (the load above), then set, with a window between */
+	   d_step {
+		free_mask = m & ~(1 << b);
+		assert(owner[b] == NONE); owner[b] = me; holders++; holding[me] = 1; res = b;
+		assert(pending[b] == 0)
+	   };
+	   break
 #else
-	      d_step {                                   /* CAS(free_mask, m, m & ~bit) */
-	         if
-	         :: free_mask == m ->
-	            free_mask = m & ~(1 << b);
-	            assert(owner[b] == NONE); owner[b] = me;
-	            assert(pending[b] == 0);             /* previous owner's work drained */
-	            holders++; holding[me] = 1; res = b
-	         :: else -> skip                         /* CAS failed: retry */
-	         fi
-	      };
+	   d_step {                                      /* CAS(free_mask, &m, m & ~bit) */
+		if
+		:: free_mask == m ->
+		   free_mask = m & ~(1 << b);
+		   assert(owner[b] == NONE); owner[b] = me; holders++; holding[me] = 1; res = b;
+		   assert(pending[b] == 0)                   /* nothing left by an earlier holder */
+		:: else -> m = free_mask                     /* failed CAS reloads m */
+		fi
+	   };
+	   if :: res != NONE -> break :: else -> skip fi
 #endif
-	      if :: res != NONE -> break :: else -> skip fi
-	   fi
 	od;
 	m = 0; b = 0
 }
 
-/* mti__pool_acquire */
-inline pool_acquire(res, policy) {
-	try_acquire(res);
+/* free_slot */
+inline free_slot(s) {
+#ifdef MTI_BROKEN_POOL_LOST_WAKEUP
 	if
-	:: res != NONE -> skip
-	:: res == NONE && policy == MTI_POOL_EXHAUST_FAIL -> skip  /* MTI_ERR_POOL_EXHAUSTED */
-	:: res == NONE && policy != MTI_POOL_EXHAUST_FAIL ->
-	   expired = 0;
-	   mutex_lock(wait_lock);
-	   n_waiters++; waiting[me] = 1;                /* seq_cst */
-	   do
-	   :: try_acquire(res);
-	      if
-	      :: res != NONE -> break
-	      :: else -> skip
-	      fi;
-	      if
-	      :: expired -> break                       /* MTI_ERR_TIMEOUT */
-	      :: else -> skip
-	      fi;
-	      if
-	      :: policy == MTI_POOL_EXHAUST_BLOCK -> cond_wait(wait_lock)
-	      :: else -> cond_timedwait(wait_lock, expired)
-	      fi
-	   od;
-#ifdef BROKEN_TIMEOUT
-	   if :: res != NONE -> n_waiters-- :: else -> skip fi;   /* timeout path forgets it */
-#else
-	   n_waiters--;
+	:: n_waiters > 0 -> mutex_lock(wait_lock); cond_broadcast(); mutex_unlock(wait_lock)
+	:: else -> skip
+	fi;
 #endif
-	   waiting[me] = 0;
-	   mutex_unlock(wait_lock);
-	   expired = 0
-	fi
-}
-
-/* mti__stream_drain: wait until the slot's stream has finished its work */
-inline stream_drain(s) { pending[s] == 0 }
-
-/* mti__pool_release */
-inline pool_release(s) {
-#ifndef BROKEN_DRAIN
-	stream_drain(s);
-#endif
-#ifdef BROKEN_WAKE_ORDER
-	w = n_waiters;                                 /* load hoisted above the fetch_or */
-#endif
-	d_step {                                       /* fetch_or(free_mask, bit), seq_cst */
+	d_step {                                         /* fetch_or(free_mask, bit), seq_cst */
 		assert((free_mask & (1 << s)) == 0);
 		free_mask = free_mask | (1 << s);
-		assert(owner[s] == me); owner[s] = NONE;
-		holders--; holding[me] = 0
+		assert(owner[s] == me); owner[s] = NONE; holders--; holding[me] = 0
 	};
-#ifdef BROKEN_DRAIN
-	stream_drain(s);
-#endif
-#ifndef BROKEN_WAKE_ORDER
-	w = n_waiters;                                 /* load(n_waiters), seq_cst */
-#endif
+#ifndef MTI_BROKEN_POOL_LOST_WAKEUP
 	if
-	:: w > 0 ->
+	:: n_waiters > 0 ->                              /* load(n_waiters), seq_cst */
 #ifndef BROKEN_WAKE_NOLOCK
 	   mutex_lock(wait_lock);
 #endif
@@ -232,30 +187,85 @@ inline pool_release(s) {
 #endif
 	   skip
 	:: else -> skip
-	fi;
-	w = 0
+	fi
+#endif
 }
 
-proctype executor(byte s) {               /* the stream's worker retires ops */
+/* wait_for_slot: res = slot, or NONE (MTI_ERR_TIMEOUT) */
+inline wait_for_slot(res, policy) {
+	expired = 0;
+	mutex_lock(wait_lock);
+	d_step { n_waiters++; waiting[me] = 1 };         /* fetch_add, seq_cst */
+	do
+	:: try_acquire(res);
+	   if
+	   :: res != NONE -> break
+	   :: else -> skip
+	   fi;
+	   if
+	   :: policy == MTI_POOL_BLOCK -> cond_wait(wait_lock)
+	   :: else ->
+	      cond_wait_until(wait_lock, expired);
+	      if
+	      :: expired -> try_acquire(res); break     /* last try, then MTI_ERR_TIMEOUT */
+	      :: else -> skip
+	      fi
+	   fi
+	od;
+	atomic { n_waiters--; waiting[me] = 0 };         /* fetch_sub, seq_cst */
+	mutex_unlock(wait_lock);
+	expired = 0
+}
+
+/* mti__pool_acquire (policy from the runtime params) */
+inline pool_acquire(res, policy) {
+	try_acquire(res);
+	if
+	:: res == NONE && policy == MTI_POOL_FAIL -> skip      /* MTI_ERR_POOL_EXHAUSTED */
+	:: res == NONE && policy != MTI_POOL_FAIL -> wait_for_slot(res, policy)
+	:: else -> skip
+	fi;
+	if
+	:: res != NONE ->
+	   /* slot_stream: the holder creates the slot's stream on first use */
+	   if
+	   :: created[res] -> skip
+	   :: !created[res] -> created[res] = 1          /* mti__stream_create succeeded */
+	   :: !created[res] -> free_slot(res); res = NONE /* failed: give the slot back */
+	   fi
+	:: else -> skip
+	fi
+}
+
+/* mti__pool_release */
+inline pool_release(s) {
+#ifndef MTI_BROKEN_POOL_RELEASE_BEFORE_DRAIN
+	pending[s] == 0;                                 /* mti__stream_sync */
+#endif
+	free_slot(s)
+}
+
+proctype executor(byte s) {                      /* the slot's stream runs its ops */
 end:	do
 	:: d_step { pending[s] > 0 -> pending[s]-- }
 	od
 }
 
 proctype client(byte me; byte policy) {
-	byte slot = NONE;                      /* thread-local slot cache */
-	byte res, m, b, w, i, it;
+	byte slot = NONE;                            /* thread-local cache entry */
+	byte res, m, b, i, it;
 	bit expired;
 #ifdef LOOP
-	/* each round is one thread lifetime (acquire, one op, exit ->
-	 * destructor releases); a client may stop after any round, or go on
-	 * forever.  BLOCK policy. */
+	/* one round = one thread lifetime: get a stream, one op, exit (destructor releases) */
 	do
 	:: pool_acquire(slot, policy);
-	   assert(slot != NONE);
-	   pending[slot]++;
-	   pool_release(slot);
-	   slot = NONE;
+	   if
+	   :: slot != NONE ->
+	      pending[slot]++;
+	      pool_release(slot);
+	      slot = NONE
+	   :: else -> skip
+	   fi;
 	   if
 	   :: skip
 	   :: break
@@ -265,18 +275,24 @@ proctype client(byte me; byte policy) {
 	it = 0;
 	do
 	:: it < NITER ->
+	   /* mti__thread_stream */
 	   if
 	   :: slot == NONE -> pool_acquire(res, policy); slot = res; res = NONE
-	   :: else -> skip                     /* cache hit */
+	   :: else -> skip                          /* cache hit: no lock, no atomic */
 	   fi;
 	   if
-	   :: slot != NONE -> pending[slot]++  /* enqueue one op on the stream */
-	   :: else -> skip                     /* error returned to the caller */
+	   :: slot != NONE ->
+	      pending[slot]++;                      /* one op queued on the stream */
+	      if
+	      :: pool_release(slot); slot = NONE    /* mti_stream_release (early) */
+	      :: skip
+	      fi
+	   :: else -> skip                          /* the error goes to the caller */
 	   fi;
 	   it++
 	:: else -> break
 	od;
-	/* thread exit: pthread key destructor releases the cached slot */
+	/* thread exit: on_thread_exit -> release_entry -> mti__pool_release */
 	if
 	:: slot != NONE -> pool_release(slot); slot = NONE
 	:: else -> skip
@@ -294,12 +310,12 @@ init {
 		do
 		:: k < NTHREADS ->
 #if defined(LOOP) || defined(ALL_BLOCK)
-		   p = MTI_POOL_EXHAUST_BLOCK;
+		   p = MTI_POOL_BLOCK;
 #else
 		   if
-		   :: p = MTI_POOL_EXHAUST_FAIL
-		   :: p = MTI_POOL_EXHAUST_WAIT
-		   :: p = MTI_POOL_EXHAUST_BLOCK
+		   :: p = MTI_POOL_FAIL
+		   :: p = MTI_POOL_WAIT
+		   :: p = MTI_POOL_BLOCK
 		   fi;
 #endif
 		   run client(k, p); k++
@@ -308,11 +324,11 @@ init {
 	};
 #ifndef LOOP
 	ndone == NTHREADS;
-	/* end invariant: everything given back at thread exit */
+	/* everything was given back at thread exit */
 	assert(free_mask == ALL_FREE);
 	assert(n_waiters == 0);
 	assert(holders == 0);
-	assert(wait_lock == 0);
+	assert(wait_lock == 0)
 #endif
 }
 
