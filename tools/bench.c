@@ -31,10 +31,14 @@ struct options {
     double duration_s;
     int trials;
     int sections; /* bit mask of SECTION_* */
+    int modes;    /* bit mask of MODE_* for the thread-scaling section */
     int progress; /* stderr is a terminal */
 };
 
 enum { SECTION_BASELINE = 1, SECTION_THREADS = 2, SECTION_BATCH = 4 };
+/* eager: each request submits its 5 ops; graph: the request is captured once per thread and
+ * replayed with one launch (a CUDA graph on the GPU). */
+enum { MODE_EAGER = 1, MODE_GRAPH = 2 };
 
 struct mlp {
     float *w[N_LAYERS], *b[N_LAYERS]; /* host copies (reference, baseline) */
@@ -75,6 +79,8 @@ static void usage(FILE *out)
             "to a plain single-threaded BLAS loop with no mtinfer in it.\n"
             "\n"
             "  --sections LIST   which sections to run (default: all)\n"
+            "  --modes LIST      eager,graph: how thread-scaling requests are submitted: op by op,\n"
+            "                    or captured once per thread and replayed (default: eager)\n"
             "  --threads LIST    thread counts for the scaling section\n"
             "  --batches LIST    batch sizes for the batching section\n"
             "  --duration S      seconds per measured window (default 1.0)\n"
@@ -113,6 +119,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->trials = 3;
     o->sections = SECTION_BASELINE | SECTION_THREADS | SECTION_BATCH;
     o->progress = isatty(2);
+    o->modes = MODE_EAGER;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -140,6 +147,13 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->trials = atoi(v);
             if (o->trials < 1 || o->trials > 100) {
                 fprintf(stderr, "mtinfer bench: --trials: '%s' is not 1..100\n", v);
+                return -1;
+            }
+            i++;
+        } else if (v && !strcmp(a, "--modes")) {
+            o->modes = (strstr(v, "eager") ? MODE_EAGER : 0) | (strstr(v, "graph") ? MODE_GRAPH : 0);
+            if (!o->modes) {
+                fprintf(stderr, "mtinfer bench: --modes: '%s' names none of eager,graph\n", v);
                 return -1;
             }
             i++;
@@ -226,7 +240,7 @@ struct worker {
     pthread_t tid;
     mti_runtime_t rt;
     const struct mlp *m;
-    int batch, id;
+    int batch, id, graph;
     pthread_barrier_t *start;
     _Atomic int *stop;
     long requests;
@@ -259,12 +273,16 @@ static void *worker_main(void *arg)
     mti_stream_t s;
     mti_buffer_t bufs[N_LAYERS + 1] = {0};
     void *dev[N_LAYERS + 1];
-    float *x = malloc(sizeof(float) * w->batch * k_dims[0]);
-    float *y = malloc(sizeof(float) * w->batch * k_dims[N_LAYERS]);
+    /* Host input and output in the memory the device copies fastest (pinned on CUDA). */
+    float *x = NULL, *y = NULL;
+    int ok = mti_host_alloc(w->rt, sizeof(float) * w->batch * k_dims[0], (void **)&x) == MTI_OK &&
+             mti_host_alloc(w->rt, sizeof(float) * w->batch * k_dims[N_LAYERS], (void **)&y) ==
+                 MTI_OK;
     uint64_t seed = 1000 + (uint64_t)w->id;
-    for (int i = 0; i < w->batch * k_dims[0]; i++)
+    for (int i = 0; ok && i < w->batch * k_dims[0]; i++)
         x[i] = uniform(&seed);
-    int ok = mti_stream_get_current(w->rt, &s) == MTI_OK;
+    mti_graph_t graph = NULL;
+    ok = ok && mti_stream_get_current(w->rt, &s) == MTI_OK;
     for (int l = 0; ok && l <= N_LAYERS; l++) {
         ok = mti_buffer_alloc(s, sizeof(float) * w->batch * k_dims[l], &bufs[l]) == MTI_OK;
         dev[l] = ok ? mti_buffer_ptr(bufs[l]) : NULL;
@@ -278,12 +296,36 @@ static void *worker_main(void *arg)
         for (int i = 0; i < k_dims[N_LAYERS]; i++)
             w->max_err = fmaxf(w->max_err, fabsf(y[i] - ref[i]) / (fabsf(ref[i]) + 1e-3f));
     }
+    if (ok && w->graph) {
+        /* Capture one request (without its wait) and replay it from here on. */
+        ok = mti_stream_begin_capture(s) == MTI_OK;
+        mti_status st = MTI_OK;
+        if (ok) {
+            st = mti_memcpy_async(s, dev[0], x, sizeof(float) * w->batch * k_dims[0],
+                                  MTI_COPY_HOST_TO_DEVICE);
+            for (int l = 0; l < N_LAYERS && st == MTI_OK; l++)
+                st = mti_linear_async(s, dev[l], mti_buffer_ptr(w->m->dw[l]),
+                                      mti_buffer_ptr(w->m->db[l]), dev[l + 1], w->batch,
+                                      k_dims[l + 1], k_dims[l],
+                                      l < N_LAYERS - 1 ? MTI_ACT_RELU : MTI_ACT_NONE);
+            if (st == MTI_OK)
+                st = mti_memcpy_async(s, y, dev[N_LAYERS],
+                                      sizeof(float) * w->batch * k_dims[N_LAYERS],
+                                      MTI_COPY_DEVICE_TO_HOST);
+            ok = mti_stream_end_capture(s, &graph) == MTI_OK && st == MTI_OK;
+        }
+        for (int i = 0; ok && i < 5; i++)
+            ok = mti_graph_launch(graph, s) == MTI_OK && mti_stream_synchronize(s) == MTI_OK;
+    }
     w->failed = !ok;
     pthread_barrier_wait(w->start);
     long n = 0;
     while (ok && !atomic_load_explicit(w->stop, memory_order_relaxed)) {
         double t0 = w->latencies ? now_s() : 0;
-        if (request(s, w->m, w->batch, x, y, dev) != MTI_OK) {
+        mti_status st = graph ? mti_graph_launch(graph, s) : MTI_OK;
+        if (st == MTI_OK)
+            st = graph ? mti_stream_synchronize(s) : request(s, w->m, w->batch, x, y, dev);
+        if (st != MTI_OK) {
             w->failed = 1;
             break;
         }
@@ -293,10 +335,11 @@ static void *worker_main(void *arg)
     }
     w->end_s = now_s();
     w->requests = n;
+    mti_graph_destroy(graph);
     for (int l = 0; l <= N_LAYERS; l++)
         mti_buffer_free(bufs[l]);
-    free(x);
-    free(y);
+    mti_host_free(w->rt, x);
+    mti_host_free(w->rt, y);
     return NULL;
 }
 
@@ -315,7 +358,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* One measured window: `threads` persistent workers for duration_s seconds. */
 static struct window run_window(mti_runtime_t rt, const struct mlp *m, int threads, int batch,
-                                double duration_s, int want_latency)
+                                int graph, double duration_s, int want_latency)
 {
     struct worker *w = calloc((size_t)threads, sizeof *w);
     pthread_barrier_t start;
@@ -323,8 +366,8 @@ static struct window run_window(mti_runtime_t rt, const struct mlp *m, int threa
     pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
     long max_lat = want_latency ? 2000000 : 0;
     for (int i = 0; i < threads; i++) {
-        w[i] = (struct worker){.rt = rt, .m = m, .batch = batch, .id = i, .start = &start,
-                               .stop = &stop, .max_latencies = max_lat};
+        w[i] = (struct worker){.rt = rt, .m = m, .batch = batch, .id = i, .graph = graph,
+                               .start = &start, .stop = &stop, .max_latencies = max_lat};
         if (want_latency)
             w[i].latencies = malloc(sizeof(double) * (size_t)max_lat);
         pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
@@ -411,10 +454,12 @@ static double section_baseline(const struct options *o, const struct mlp *m)
     return s.median;
 }
 
-static int section_threads(const struct options *o, mti_runtime_t rt, const struct mlp *m,
-                           double baseline)
+static int section_threads_mode(const struct options *o, mti_runtime_t rt, const struct mlp *m,
+                                double baseline, int graph)
 {
-    printf("\n## Thread scaling: persistent workers, each on its own stream slot (MLP batch 1)\n\n");
+    printf("\n## Thread scaling (%s): persistent workers, each on its own stream slot "
+           "(MLP batch 1)\n\n",
+           graph ? "graph replay" : "eager");
     printf("| threads | requests/s (median) | min | max | per thread | speedup | efficiency |"
            " vs BLAS loop | max rel err |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -426,10 +471,10 @@ static int section_threads(const struct options *o, mti_runtime_t rt, const stru
         float err = 0;
         for (int t = 0; t < o->trials; t++) {
             char step[64];
-            snprintf(step, sizeof step, "%d threads, trial %d/%d", n, t + 1, o->trials);
-            progress(o, "threads", step,
-                     ((o->n_threads - p) * o->trials - t) * o->duration_s);
-            struct window w = run_window(rt, m, n, 1, o->duration_s, 0);
+            snprintf(step, sizeof step, "%s, %d threads, trial %d/%d", graph ? "graph" : "eager",
+                     n, t + 1, o->trials);
+            progress(o, "threads", step, ((o->n_threads - p) * o->trials - t) * o->duration_s);
+            struct window w = run_window(rt, m, n, 1, graph, o->duration_s, 0);
             rates[t] = w.requests_per_s;
             failed |= w.failed;
             err = fmaxf(err, w.max_err);
@@ -447,6 +492,17 @@ static int section_threads(const struct options *o, mti_runtime_t rt, const stru
         printf(" %.1e |\n", err);
         fflush(stdout);
     }
+    return failed;
+}
+
+static int section_threads(const struct options *o, mti_runtime_t rt, const struct mlp *m,
+                           double baseline)
+{
+    int failed = 0;
+    if (o->modes & MODE_EAGER)
+        failed |= section_threads_mode(o, rt, m, baseline, 0);
+    if (o->modes & MODE_GRAPH)
+        failed |= section_threads_mode(o, rt, m, baseline, 1);
     mti_pool_stats ps;
     mti_runtime_pool_stats(rt, &ps);
     printf("\npool: %d slots, peak %d in use, %d streams created, %llu acquisitions, "
@@ -468,7 +524,7 @@ static int section_batch(const struct options *o, mti_runtime_t rt, const struct
         char step[64];
         snprintf(step, sizeof step, "batch %d", b);
         progress(o, "batch", step, (o->n_batches - p) * o->duration_s);
-        struct window w = run_window(rt, m, 1, b, o->duration_s, 1);
+        struct window w = run_window(rt, m, 1, b, 0, o->duration_s, 1);
         progress_done(o);
         failed |= w.failed;
         double samples = w.requests_per_s * b;

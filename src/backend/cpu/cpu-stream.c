@@ -58,6 +58,14 @@ mti_status mti__cpu_op_run(struct cpu_stream *s, const struct cpu_op *op)
     return mti__error_at(MTI_ERR_INTERNAL, __FILE__, __LINE__, "unknown cpu op %d", op->kind);
 }
 
+/* One wake-up per sleep: clearing worker_sleeping here stops later submits from signalling a
+ * worker that is already on its way (each signal is a futex syscall). */
+static void wake_worker(struct cpu_stream *s) MTI_REQUIRES(s->lock)
+{
+    s->worker_sleeping = false;
+    mti_cond_signal(&s->work_cv);
+}
+
 /* Waits (lock held on entry and exit) until `completed` moves past `seen` or the token frees. */
 static void wait_for_progress(struct cpu_stream *s, mti_sync_mode mode) MTI_REQUIRES(s->lock)
 {
@@ -116,7 +124,7 @@ static void run_until(struct cpu_stream *s, uint64_t target, mti_sync_mode mode)
         s->executing = false;
         /* Work beyond our target that someone asked to progress: hand it to the worker. */
         if (s->kick_seq > s->head && s->worker_sleeping)
-            mti_cond_signal(&s->work_cv);
+            wake_worker(s);
     }
 }
 
@@ -134,7 +142,7 @@ static void kick_locked(struct cpu_stream *s, uint64_t seq) MTI_REQUIRES(s->lock
     if (seq > s->kick_seq)
         s->kick_seq = seq;
     if (s->kick_seq > s->head && !s->executing && s->worker_sleeping)
-        mti_cond_signal(&s->work_cv);
+        wake_worker(s);
 }
 
 void mti__cpu_stream_kick(struct cpu_stream *s, uint64_t seq)
