@@ -205,8 +205,9 @@ static int mlp_init(mti_runtime_t rt, struct mlp *m)
         mti_memcpy_async(s, mti_buffer_ptr(m->db[l]), m->b[l], sizeof(float) * out,
                          MTI_COPY_HOST_TO_DEVICE);
     }
-    /* Weights are shared read-only by every stream from here on. */
-    return mti_stream_synchronize(s) == MTI_OK ? 0 : -1;
+    /* Weights are shared read-only by every stream from here on. The loading thread gives
+     * its slot back, so a run of pool-size workers does not wait for a slot that never frees. */
+    return mti_stream_release(s) == MTI_OK ? 0 : -1;
 }
 
 static void mlp_free(struct mlp *m)

@@ -4,5 +4,7 @@
 #define MTI_TOOLS_CLI_H
 
 int mti_cli_bench(int argc, char **argv);
+int mti_cli_model(int argc, char **argv);
+int mti_cli_run(int argc, char **argv);
 
 #endif

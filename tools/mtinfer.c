@@ -19,6 +19,9 @@ static void print_usage(FILE *out)
             "  info     the backend and device a runtime picks here, and its settings\n"
             "  bench    measure request throughput: threads through the stream pool, batching,\n"
             "           and a plain BLAS loop as the ceiling (mtinfer bench --help)\n"
+            "  model    create a model file (mlp, transformer) or describe one (mtinfer model --help)\n"
+            "  run      one forward pass of a model file, optionally checked against the float64\n"
+            "           reference (mtinfer run --help)\n"
             "  help     this text\n"
             "\n"
             "Runtime settings come from MTI_* environment variables (see README.md):\n"
@@ -67,6 +70,10 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return mti_cli_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "model") == 0)
+        return mti_cli_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return mti_cli_run(argc - 1, argv + 1);
     fprintf(stderr, "mtinfer: unknown command '%s'\n\n", cmd);
     print_usage(stderr);
     return 2;
