@@ -11,7 +11,7 @@ WARN     := -Wall -Wextra -Werror -Wthread-safety -Wshadow -Wno-unused-parameter
 CFLAGS   := -std=c11 $(OPT) $(WARN) -fPIC -pthread $(SAN) $(VARIANT)
 LDLIBS   := -lopenblas -lcjson -lm -pthread
 
-LIB_SRCS := $(wildcard src/base/*.c src/backend/cpu/*.c src/runtime/*.c)
+LIB_SRCS := $(wildcard src/base/*.c src/backend/cpu/*.c src/runtime/*.c src/model/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 # The CUDA backend, when nvcc is present (WITH_CUDA=0 leaves it out).
 -include src/backend/cuda/cuda.mk
@@ -26,7 +26,7 @@ CLI        := $(BUILD)/bin/mtinfer
 TESTS      := $(BUILD)/bin/mtinfer-tests
 
 .PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken test-gpu verify bench \
-        check-format format clean help
+        check-format format clean help fuzz test-cli
 
 all: lib cli tests
 
@@ -41,6 +41,8 @@ help:
 	@echo "make test-broken  each broken twin must make its targeted test fail"
 	@echo "make test-gpu     the suite on the CUDA backend (needs a GPU)"
 	@echo "make verify       Spin models and their broken twins"
+	@echo "make test-cli     mtinfer model/run exit codes on good and bad model files"
+	@echo "make fuzz         the model-loader fuzzer for FUZZ_SECONDS (default 60)"
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 cli: $(CLI)
@@ -75,7 +77,7 @@ deps:
 bench: cli
 	$(CLI) bench $(BENCH_ARGS)
 
-test: test-unit test-tsan test-asan test-broken verify check-format
+test: test-unit test-tsan test-asan test-broken verify check-format test-cli fuzz
 
 # ---- test variants ------------------------------------------------------------------------
 # cmocka runs the tests in one process; `timeout` turns a hang into a failure.
@@ -116,6 +118,24 @@ check-format:
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
+
+# ---- models: CLI exit codes, and the loader fuzzer (libFuzzer, bounded) -----------------------
+test-cli: cli
+	bash tests/test-model-cli.sh $(CLI)
+
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+fuzz:
+	$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) WITH_CUDA=0 OPT="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" lib
+	mkdir -p $(FUZZ_BUILD)/bin
+	$(CC) -Iinclude -Isrc -D_GNU_SOURCE -std=c11 -O1 -g \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $(FUZZ_BUILD)/bin/fuzz-loader fuzz/fuzz-loader.c $(FUZZ_BUILD)/lib/libmtinfer.a \
+	  -lopenblas -lcjson -lm -pthread
+	mkdir -p $(FUZZ_BUILD)/corpus
+	$(FUZZ_BUILD)/bin/fuzz-loader -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus fuzz/corpus
 
 clean:
 	rm -rf build

@@ -306,6 +306,105 @@ mti_status mti_linear_async(mti_stream_t stream, const float *x, const float *w,
                             const float *bias, float *y, int m, int n, int k,
                             mti_activation act);
 
+/* ---------------------------------------------------------------------------------------------
+ * Models: a .safetensors file (weights with PyTorch's names) plus the architecture as JSON,
+ * either in the file's __metadata__ under "mtinfer.config" or in a separate file.
+ *
+ * Config JSON (one object):
+ *   {"input": {"features": 512}}           inputs [batch, features]
+ *   {"input": {"d_model": 256}}            inputs [batch, seq, d_model]
+ *   "layers": [ ... ] in order; each {"type": T, "name": "<prefix of its tensors>"} (name
+ *   defaults to the layer's index, as nn.Sequential names children). Types and their tensors:
+ *     linear      in, out, bias (default true)     <name>.weight [out,in], <name>.bias [out]
+ *     relu, softmax (last dim), gelu ("approximate": "none"|"tanh")       no tensors
+ *     layernorm   dim, eps (1e-5)                  <name>.weight, <name>.bias [dim]
+ *     mha         d_model, heads (self-attention, nn.MultiheadAttention, batch_first)
+ *                 <name>.in_proj_weight [3d,d], .in_proj_bias [3d], .out_proj.weight [d,d],
+ *                 .out_proj.bias [d]
+ *     transformer_encoder_layer  d_model, heads, ff, norm_first (false), activation
+ *                 ("relu"|"gelu"), eps (1e-5): nn.TransformerEncoderLayer's tensors
+ *                 <name>.self_attn.*, .linear1.*, .linear2.*, .norm1.*, .norm2.*
+ *     residual    "layers": [...]  y = x + f(x), children named <name>.<index>
+ * Dropout is a no-op at inference and has no layer type.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mti_model *mti_model_t;
+
+typedef enum mti_precision {
+    MTI_PRECISION_FP32 = 0, /* default everywhere */
+    MTI_PRECISION_TF32 = 1, /* GPU only: GEMMs with TF32 tensor cores (not yet: UNSUPPORTED) */
+    MTI_PRECISION_BF16 = 2, /* GPU only (not yet: MTI_ERR_UNSUPPORTED) */
+} mti_precision;
+
+typedef struct mti_model_params {
+    const char *config_path; /* a separate JSON config; NULL: the file's "mtinfer.config" */
+    mti_precision precision;
+    int use_graphs; /* CUDA, exclusive streams: capture each plan's forward as a graph after
+                       one warm-up run (default 1) */
+} mti_model_params;
+
+void mti_model_params_default(mti_model_params *params);
+
+/* Maps the file read-only, validates it against the config (every tensor present with dtype
+ * F32 and the expected shape, no extra tensor, offsets inside the data and disjoint, dims that
+ * chain) and uploads the weights once to every device of rt. Errors: MTI_ERR_NOT_FOUND (no
+ * file, no config), MTI_ERR_CORRUPT_INPUT (malformed file or config, message names the
+ * problem), MTI_ERR_IO, MTI_ERR_UNSUPPORTED (precision). Blocking; thread-safe. The model
+ * must be destroyed before rt. */
+mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_params *params,
+                          mti_model_t *out);
+
+/* Frees the model, its plans and its device weights. No call on the model may be running and
+ * async work using it must have finished. NULL is a no-op. */
+void mti_model_destroy(mti_model_t model);
+
+typedef struct mti_model_info {
+    int sequence;        /* 1: inputs [batch, seq, d_model]; 0: [batch, features] */
+    int input_features;  /* features, or d_model */
+    int output_features; /* per row (per token for sequence models) */
+    int n_layers;        /* top-level layers */
+    size_t n_params;     /* parameters (floats) */
+    size_t weight_bytes; /* bytes of weights */
+} mti_model_info;
+
+mti_status mti_model_get_info(mti_model_t model, mti_model_info *out);
+
+/* A human-readable multi-line description (layers, shapes, parameter counts). Owned by the
+ * model; valid until mti_model_destroy. Thread-safe. */
+const char *mti_model_summary(mti_model_t model);
+
+/* One forward pass: input [batch, features] or [batch, seq, d_model] fp32 in host memory
+ * (input_count floats), output to host memory (output_count floats: batch*out or
+ * batch*seq*out). seq must be 0 for feature models. Runs on the calling thread's stream with
+ * a plan cached per (stream, batch, seq): no allocation after the first call of a shape.
+ * MTI_ERR_INVALID_ARGUMENT when a count does not match the shape. NaN/Inf inputs are computed
+ * through. Thread-safe (any number of threads at once); blocking. */
+mti_status mti_model_infer(mti_model_t model, int batch, int seq, const float *input,
+                           size_t input_count, float *output, size_t output_count);
+
+/* The same forward enqueued on stream, from and to device pointers (device memory on CUDA,
+ * e.g. mti_buffer_ptr). Returns before the work runs; synchronize the stream before reading
+ * output. The plan of (stream, batch, seq) is reused: its workspace is stream-ordered.
+ * Thread-safe. */
+mti_status mti_model_infer_async(mti_model_t model, mti_stream_t stream, int batch, int seq,
+                                 const float *input, float *output);
+
+/* The float64 CPU reference forward (independent of the backends' fast paths) from the file's
+ * weights: output gets output_count doubles. Thread-safe; blocking; slow. */
+mti_status mti_model_reference(mti_model_t model, int batch, int seq, const float *input,
+                               size_t input_count, double *output, size_t output_count);
+
+/* Error of out against ref: max_abs_rel = max|out-ref| / max|ref|, rel_l2 = ||out-ref|| /
+ * ||ref||, nonfinite = outputs that are NaN/Inf where the reference is finite. */
+typedef struct mti_error_stats {
+    double max_abs_rel;
+    double rel_l2;
+    size_t nonfinite;
+} mti_error_stats;
+
+void mti_error_stats_compute(const float *out, const double *ref, size_t count,
+                             mti_error_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,8 @@ int run_linear_tests(void);
 int run_pool_tests(void);
 int run_alloc_tests(void);
 int run_fork_tests(void);
+int run_model_tests(void);
+int run_model_bad_tests(void);
 
 int main(void)
 {
@@ -24,6 +26,8 @@ int main(void)
     failed += run_pool_tests();
     failed += run_alloc_tests();
     failed += run_fork_tests();
+    failed += run_model_tests();
+    failed += run_model_bad_tests();
     printf("mtinfer tests: %s (%d failed)\n", failed ? "FAILED" : "all passed", failed);
     return failed ? 1 : 0;
 }

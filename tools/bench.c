@@ -1,104 +1,78 @@
 /*
- * `mtinfer bench`: request throughput of the seeds' MLP (512-1024-1024-512) through the
- * stream pool. A request is what a server does per call: input from host memory, copy in,
- * three Linear layers, copy out to host memory, wait. Sections:
- *   baseline  a plain single-threaded BLAS loop with no mtinfer in it (the CPU ceiling)
- *   threads   1..32 persistent workers, each with its own stream slot (wall-clock req/s)
- *   batch     one thread, batch 1..1024: latency and samples/s
- * Every point: warm-up, then fixed-duration windows, several trials, median and min-max.
+ * `mtinfer bench`: the seed reports' measurements on our backends, with PyTorch in the same
+ * run. Options, the environment block, the workloads (model files written once into a temp
+ * directory), the peer, then each section (tools/bench-sections.c), then --json/--md/--svg.
+ * A request is what a server does per call: host input, forward, host output, result ready.
  */
-#include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
-#include "mtinfer.h"
+#include "tools/bench.h"
 #include "tools/cli.h"
 
-#define MAX_POINTS 16
-#define N_LAYERS 3
-static const int k_dims[N_LAYERS + 1] = {512, 1024, 1024, 512};
+#ifndef MTI_GIT_COMMIT
+#define MTI_GIT_COMMIT "unknown"
+#endif
+#ifndef MTI_BUILD_FLAGS
+#define MTI_BUILD_FLAGS "unknown"
+#endif
 
-struct options {
-    int threads[MAX_POINTS], n_threads;
-    int batches[MAX_POINTS], n_batches;
-    double duration_s;
-    int trials;
-    int sections; /* bit mask of SECTION_* */
-    int modes;    /* bit mask of MODE_* for the thread-scaling section */
-    int progress; /* stderr is a terminal */
-};
-
-enum { SECTION_BASELINE = 1, SECTION_THREADS = 2, SECTION_BATCH = 4 };
-/* eager: each request submits its 5 ops; graph: the request is captured once per thread and
- * replayed with one launch (a CUDA graph on the GPU). */
-enum { MODE_EAGER = 1, MODE_GRAPH = 2 };
-
-struct mlp {
-    float *w[N_LAYERS], *b[N_LAYERS]; /* host copies (reference, baseline) */
-    mti_buffer_t dw[N_LAYERS], db[N_LAYERS];
-};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(uint64_t *s)
-{
-    return (float)((splitmix(s) >> 40) * (1.0 / (1ull << 24)) * 2.0 - 1.0);
-}
-
-/* ---- options ------------------------------------------------------------------------------ */
+static const struct {
+    const char *name;
+    int bit;
+} k_sections[] = {{"single", SEC_SINGLE},   {"threads", SEC_THREADS}, {"story", SEC_STORY},
+                  {"patterns", SEC_PATTERNS}, {"serialization", SEC_SERIAL},
+                  {"batch", SEC_BATCH},     {"raw", SEC_RAW}};
+#define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mtinfer bench [--sections baseline,threads,batch] [--threads 1,2,4,8,16,32]\n"
-            "                     [--batches 1,8,64,256,1024] [--duration S] [--trials N] [--quick]\n"
+            "usage: mtinfer bench [MODEL.safetensors] [options]\n"
             "\n"
-            "Measures requests of the MLP 512-1024-1024-512 (fp32): host input, copy in, three\n"
-            "Linear layers (ReLU between), copy out, wait. Reports wall-clock requests/s (median\n"
-            "and min-max over trials) per thread count, each thread on its own stream slot, next\n"
-            "to a plain single-threaded BLAS loop with no mtinfer in it.\n"
+            "Measures what the seed reports measured, on the default backend (the GPU when one\n"
+            "is usable, else the CPU; MTI_BACKEND=cpu|cuda to choose), with PyTorch running the\n"
+            "same workloads from the same weights in the same run when it is installed.\n"
+            "Workloads: the MLP 512-1024-1024-512 (default), 1024x1024 matmuls, the transformer\n"
+            "story workload (2 x TransformerEncoderLayer, d_model 256, 4 heads, ff 1024, input\n"
+            "[4, 32, 256]); MODEL replaces the MLP in the thread and batch sections.\n"
             "\n"
-            "  --sections LIST   which sections to run (default: all)\n"
-            "  --modes LIST      eager,graph: how thread-scaling requests are submitted: op by op,\n"
-            "                    or captured once per thread and replayed (default: eager)\n"
-            "  --threads LIST    thread counts for the scaling section\n"
-            "  --batches LIST    batch sizes for the batching section\n"
+            "sections (all by default):\n"
+            "  single         1024x1024 matmuls x 20/40/80/160; MLP requests by sync pattern\n"
+            "  threads        1..32 persistent workers, each on its own stream slot\n"
+            "  story          the transformer story workload, 1..16 threads\n"
+            "  patterns       new thread per request vs thread pool vs persistent workers (8)\n"
+            "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
+            "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
+            "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
+            "\n"
+            "options:\n"
+            "  --sections LIST   comma-separated subset of the above\n"
+            "  --threads LIST    thread counts (default 1,2,4,8,16,32)\n"
+            "  --batches LIST    batch sizes (default 1,8,64,256,1024,4096)\n"
             "  --duration S      seconds per measured window (default 1.0)\n"
-            "  --trials N        windows per point; the median is reported (default 3)\n"
-            "  --quick           short windows and fewer points (a smoke run)\n"
-            "The backend and pool come from MTI_* variables (mtinfer help).\n");
+            "  --trials N        windows per point: median and min-max reported (default 3)\n"
+            "  --quick           about a minute on a 2-core machine (CI smoke run)\n"
+            "  --json FILE       every figure, with the environment block\n"
+            "  --md FILE         the report as markdown\n"
+            "  --svg DIR         charts: throughput vs threads, latency/throughput vs batch\n"
+            "  --peer CMD        python for bench/peers/torch_peer.py (default python3; none: skip)\n"
+            "  --raw PATH        the raw-driver baseline binary (default bench/raw/raw_mlp)\n");
 }
 
-static int parse_list(const char *what, const char *s, int *out, int max)
+static int parse_list(const char *what, const char *s, int *out)
 {
     int n = 0;
     char *copy = strdup(s), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *end;
         long v = strtol(tok, &end, 10);
-        if (*end || v < 1 || v > 65536 || n == max) {
+        if (*end || v < 1 || v > 65536 || n == BENCH_MAX_POINTS) {
             fprintf(stderr, "mtinfer bench: %s: '%s' is not a list of up to %d numbers 1..65536\n",
-                    what, s, max);
+                    what, s, BENCH_MAX_POINTS);
             free(copy);
             return -1;
         }
@@ -108,470 +82,293 @@ static int parse_list(const char *what, const char *s, int *out, int max)
     return n;
 }
 
-static int parse_options(int argc, char **argv, struct options *o)
+static int parse_sections(const char *s)
 {
-    static const int threads[] = {1, 2, 4, 8, 16, 32}, batches[] = {1, 8, 64, 256, 1024};
+    int bits = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int found = 0;
+        for (int i = 0; i < N_SECTIONS; i++)
+            if (!strcmp(tok, k_sections[i].name))
+                bits |= k_sections[i].bit, found = 1;
+        if (!found) {
+            fprintf(stderr, "mtinfer bench: --sections: unknown section '%s' (see --help)\n", tok);
+            bits = -1;
+            break;
+        }
+    }
+    free(copy);
+    return bits;
+}
+
+/* 0: run; 1: help printed; -1: bad usage (message printed). */
+static int parse_options(int argc, char **argv, struct bench_options *o)
+{
+    static const int threads[] = {1, 2, 4, 8, 16, 32}, batches[] = {1, 8, 64, 256, 1024, 4096};
+    memset(o, 0, sizeof *o);
     memcpy(o->threads, threads, sizeof threads);
     o->n_threads = 6;
     memcpy(o->batches, batches, sizeof batches);
-    o->n_batches = 5;
+    o->n_batches = 6;
     o->duration_s = 1.0;
     o->trials = 3;
-    o->sections = SECTION_BASELINE | SECTION_THREADS | SECTION_BATCH;
+    o->sections = SEC_ALL & ~SEC_BATCHER;
     o->progress = isatty(2);
-    o->modes = MODE_EAGER;
+    o->peer = "python3";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 1;
         } else if (!strcmp(a, "--quick")) {
-            o->duration_s = 0.3;
-            o->trials = 2;
-        } else if (v && !strcmp(a, "--threads")) {
-            if ((o->n_threads = parse_list(a, v, o->threads, MAX_POINTS)) < 0)
+            o->quick = 1;
+            continue;
+        } else if (a[0] != '-' && !o->model_path) {
+            o->model_path = a;
+            continue;
+        } else if (!v) {
+            fprintf(stderr, "mtinfer bench: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return -1;
+        } else if (!strcmp(a, "--threads")) {
+            if ((o->n_threads = parse_list(a, v, o->threads)) < 0)
                 return -1;
-            i++;
-        } else if (v && !strcmp(a, "--batches")) {
-            if ((o->n_batches = parse_list(a, v, o->batches, MAX_POINTS)) < 0)
+        } else if (!strcmp(a, "--batches")) {
+            if ((o->n_batches = parse_list(a, v, o->batches)) < 0)
                 return -1;
-            i++;
-        } else if (v && !strcmp(a, "--duration")) {
+        } else if (!strcmp(a, "--duration")) {
             o->duration_s = atof(v);
-            if (o->duration_s <= 0 || o->duration_s > 3600) {
+            if (!(o->duration_s > 0 && o->duration_s <= 3600)) {
                 fprintf(stderr, "mtinfer bench: --duration: '%s' is not 0 < S <= 3600\n", v);
                 return -1;
             }
-            i++;
-        } else if (v && !strcmp(a, "--trials")) {
+        } else if (!strcmp(a, "--trials")) {
             o->trials = atoi(v);
-            if (o->trials < 1 || o->trials > 100) {
-                fprintf(stderr, "mtinfer bench: --trials: '%s' is not 1..100\n", v);
+            if (o->trials < 1 || o->trials > 64) {
+                fprintf(stderr, "mtinfer bench: --trials: '%s' is not 1..64\n", v);
                 return -1;
             }
-            i++;
-        } else if (v && !strcmp(a, "--modes")) {
-            o->modes = (strstr(v, "eager") ? MODE_EAGER : 0) | (strstr(v, "graph") ? MODE_GRAPH : 0);
-            if (!o->modes) {
-                fprintf(stderr, "mtinfer bench: --modes: '%s' names none of eager,graph\n", v);
+        } else if (!strcmp(a, "--sections")) {
+            if ((o->sections = parse_sections(v)) < 0)
                 return -1;
-            }
-            i++;
-        } else if (v && !strcmp(a, "--sections")) {
-            o->sections = 0;
-            if (strstr(v, "baseline"))
-                o->sections |= SECTION_BASELINE;
-            if (strstr(v, "threads"))
-                o->sections |= SECTION_THREADS;
-            if (strstr(v, "batch"))
-                o->sections |= SECTION_BATCH;
-            if (!o->sections) {
-                fprintf(stderr, "mtinfer bench: --sections: '%s' names none of "
-                                "baseline,threads,batch\n", v);
-                return -1;
-            }
-            i++;
+        } else if (!strcmp(a, "--json")) {
+            o->json_path = v;
+        } else if (!strcmp(a, "--md")) {
+            o->md_path = v;
+        } else if (!strcmp(a, "--svg")) {
+            o->svg_dir = v;
+        } else if (!strcmp(a, "--peer")) {
+            o->peer = v;
+        } else if (!strcmp(a, "--raw")) {
+            o->raw_path = v;
         } else {
-            fprintf(stderr, "mtinfer bench: unknown or incomplete option '%s'\n\n", a);
+            fprintf(stderr, "mtinfer bench: unknown option '%s'\n\n", a);
             usage(stderr);
             return -1;
         }
+        i++;
+    }
+    if (o->quick) { /* short windows, fewer points: every section still produces numbers */
+        o->duration_s = o->duration_s < 0.25 ? o->duration_s : 0.25;
+        o->trials = 2;
+        static const int qt[] = {1, 2, 8}, qb[] = {1, 64, 1024};
+        memcpy(o->threads, qt, sizeof qt);
+        o->n_threads = 3;
+        memcpy(o->batches, qb, sizeof qb);
+        o->n_batches = 3;
     }
     return 0;
 }
 
-/* ---- the model ---------------------------------------------------------------------------- */
+/* ---- environment block ------------------------------------------------------------------ */
 
-static int mlp_init(mti_runtime_t rt, struct mlp *m)
+static void read_command(const char *cmd, char *out, size_t size)
 {
-    uint64_t seed = 42;
-    mti_stream_t s;
-    if (mti_stream_get_current(rt, &s) != MTI_OK)
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return;
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        out[--n] = '\0';
+}
+
+static cJSON *environment(mti_runtime_t rt, const char *when)
+{
+    cJSON *e = cJSON_CreateObject();
+    char buf[1024];
+    cJSON_AddStringToObject(e, "backend", mti_backend_name(mti_runtime_backend(rt)));
+    cJSON_AddStringToObject(e, "device", mti_runtime_device_name(rt));
+    cJSON_AddNumberToObject(e, "cpus_online", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    read_command("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", buf, sizeof buf);
+    cJSON_AddStringToObject(e, "cpu_model", buf);
+    cJSON_AddStringToObject(e, "git_commit", MTI_GIT_COMMIT);
+    cJSON_AddStringToObject(e, "build_flags", MTI_BUILD_FLAGS);
+    read_command("date -u +%Y-%m-%dT%H:%M:%SZ", buf, sizeof buf);
+    cJSON_AddStringToObject(e, "date", buf);
+    if (mti_runtime_backend(rt) == MTI_BACKEND_CUDA) {
+        read_command("nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null",
+                     buf, sizeof buf);
+        cJSON_AddStringToObject(e, "driver", buf);
+        read_command("nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw "
+                     "--format=csv,noheader 2>/dev/null",
+                     buf, sizeof buf);
+        char key[64];
+        snprintf(key, sizeof key, "clocks_%s", when);
+        cJSON_AddStringToObject(e, key, buf);
+    }
+    return e;
+}
+
+/* ---- workloads ---------------------------------------------------------------------------- */
+
+/* Writes a model file with `mtinfer model create` (its output silenced). */
+static int create_model(const char *path, const char *const *args, int n_args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "model";
+    argv[argc++] = "create";
+    for (int i = 0; i < n_args; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc++] = "-o";
+    argv[argc++] = (char *)path;
+    fflush(stdout);
+    int saved = dup(1);
+    FILE *null = fopen("/dev/null", "w");
+    if (null)
+        dup2(fileno(null), 1);
+    int rc = mti_cli_model(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    if (null)
+        fclose(null);
+    return rc;
+}
+
+static int load(mti_runtime_t rt, const char *path, int graphs, mti_model_t *out)
+{
+    mti_model_params p;
+    mti_model_params_default(&p);
+    p.use_graphs = graphs;
+    if (mti_model_load(rt, path, &p, out) != MTI_OK) {
+        fprintf(stderr, "mtinfer bench: %s: %s\n", path, mti_last_error_message());
         return -1;
-    for (int l = 0; l < N_LAYERS; l++) {
-        int in = k_dims[l], out = k_dims[l + 1];
-        float scale = 1.0f / sqrtf((float)in);
-        m->w[l] = malloc(sizeof(float) * in * out);
-        m->b[l] = malloc(sizeof(float) * out);
-        for (int i = 0; i < in * out; i++)
-            m->w[l][i] = uniform(&seed) * scale;
-        for (int i = 0; i < out; i++)
-            m->b[l][i] = uniform(&seed) * scale;
-        if (mti_buffer_alloc(s, sizeof(float) * in * out, &m->dw[l]) != MTI_OK ||
-            mti_buffer_alloc(s, sizeof(float) * out, &m->db[l]) != MTI_OK)
-            return -1;
-        mti_memcpy_async(s, mti_buffer_ptr(m->dw[l]), m->w[l], sizeof(float) * in * out,
-                         MTI_COPY_HOST_TO_DEVICE);
-        mti_memcpy_async(s, mti_buffer_ptr(m->db[l]), m->b[l], sizeof(float) * out,
-                         MTI_COPY_HOST_TO_DEVICE);
     }
-    /* Weights are shared read-only by every stream from here on. The loading thread gives
-     * its slot back, so a run of pool-size workers does not wait for a slot that never frees. */
-    return mti_stream_release(s) == MTI_OK ? 0 : -1;
-}
-
-static void mlp_free(struct mlp *m)
-{
-    for (int l = 0; l < N_LAYERS; l++) {
-        mti_buffer_free(m->dw[l]);
-        mti_buffer_free(m->db[l]);
-        free(m->w[l]);
-        free(m->b[l]);
-    }
-}
-
-/* Plain BLAS forward on the host (the baseline and the reference for the check). */
-static void mlp_forward_blas(const struct mlp *m, const float *x, float *h1, float *h2, float *y)
-{
-    const float *in[N_LAYERS] = {x, h1, h2};
-    float *out[N_LAYERS] = {h1, h2, y};
-    for (int l = 0; l < N_LAYERS; l++) {
-        memcpy(out[l], m->b[l], sizeof(float) * k_dims[l + 1]);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, k_dims[l + 1], k_dims[l], 1.0f, m->w[l],
-                    k_dims[l], in[l], 1, 1.0f, out[l], 1);
-        if (l < N_LAYERS - 1)
-            for (int i = 0; i < k_dims[l + 1]; i++)
-                out[l][i] = out[l][i] > 0 ? out[l][i] : 0;
-    }
-}
-
-/* ---- one worker's request loop ------------------------------------------------------------ */
-
-struct worker {
-    pthread_t tid;
-    mti_runtime_t rt;
-    const struct mlp *m;
-    int batch, id, graph;
-    pthread_barrier_t *start;
-    _Atomic int *stop;
-    long requests;
-    double end_s;
-    double *latencies; /* optional: per-request seconds, up to max_latencies */
-    long max_latencies;
-    int failed;
-    float max_err; /* first request's output vs the BLAS reference (batch row 0) */
-};
-
-/* One request on s: copy in, 3 layers, copy out, wait. */
-static mti_status request(mti_stream_t s, const struct mlp *m, int batch, const float *x_host,
-                          float *y_host, void *dev[N_LAYERS + 1])
-{
-    mti_status st = mti_memcpy_async(s, dev[0], x_host, sizeof(float) * batch * k_dims[0],
-                                     MTI_COPY_HOST_TO_DEVICE);
-    for (int l = 0; l < N_LAYERS && st == MTI_OK; l++)
-        st = mti_linear_async(s, dev[l], mti_buffer_ptr(m->dw[l]), mti_buffer_ptr(m->db[l]),
-                              dev[l + 1], batch, k_dims[l + 1], k_dims[l],
-                              l < N_LAYERS - 1 ? MTI_ACT_RELU : MTI_ACT_NONE);
-    if (st == MTI_OK)
-        st = mti_memcpy_async(s, y_host, dev[N_LAYERS], sizeof(float) * batch * k_dims[N_LAYERS],
-                              MTI_COPY_DEVICE_TO_HOST);
-    return st == MTI_OK ? mti_stream_synchronize(s) : st;
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    mti_stream_t s;
-    mti_buffer_t bufs[N_LAYERS + 1] = {0};
-    void *dev[N_LAYERS + 1];
-    /* Host input and output in the memory the device copies fastest (pinned on CUDA). */
-    float *x = NULL, *y = NULL;
-    int ok = mti_host_alloc(w->rt, sizeof(float) * w->batch * k_dims[0], (void **)&x) == MTI_OK &&
-             mti_host_alloc(w->rt, sizeof(float) * w->batch * k_dims[N_LAYERS], (void **)&y) ==
-                 MTI_OK;
-    uint64_t seed = 1000 + (uint64_t)w->id;
-    for (int i = 0; ok && i < w->batch * k_dims[0]; i++)
-        x[i] = uniform(&seed);
-    mti_graph_t graph = NULL;
-    ok = ok && mti_stream_get_current(w->rt, &s) == MTI_OK;
-    for (int l = 0; ok && l <= N_LAYERS; l++) {
-        ok = mti_buffer_alloc(s, sizeof(float) * w->batch * k_dims[l], &bufs[l]) == MTI_OK;
-        dev[l] = ok ? mti_buffer_ptr(bufs[l]) : NULL;
-    }
-    /* Warm-up (never time a first call), and one checked answer. */
-    for (int i = 0; ok && i < 5; i++)
-        ok = request(s, w->m, w->batch, x, y, dev) == MTI_OK;
-    if (ok) {
-        float h1[1024], h2[1024], ref[512];
-        mlp_forward_blas(w->m, x, h1, h2, ref);
-        for (int i = 0; i < k_dims[N_LAYERS]; i++)
-            w->max_err = fmaxf(w->max_err, fabsf(y[i] - ref[i]) / (fabsf(ref[i]) + 1e-3f));
-    }
-    if (ok && w->graph) {
-        /* Capture one request (without its wait) and replay it from here on. */
-        ok = mti_stream_begin_capture(s) == MTI_OK;
-        mti_status st = MTI_OK;
-        if (ok) {
-            st = mti_memcpy_async(s, dev[0], x, sizeof(float) * w->batch * k_dims[0],
-                                  MTI_COPY_HOST_TO_DEVICE);
-            for (int l = 0; l < N_LAYERS && st == MTI_OK; l++)
-                st = mti_linear_async(s, dev[l], mti_buffer_ptr(w->m->dw[l]),
-                                      mti_buffer_ptr(w->m->db[l]), dev[l + 1], w->batch,
-                                      k_dims[l + 1], k_dims[l],
-                                      l < N_LAYERS - 1 ? MTI_ACT_RELU : MTI_ACT_NONE);
-            if (st == MTI_OK)
-                st = mti_memcpy_async(s, y, dev[N_LAYERS],
-                                      sizeof(float) * w->batch * k_dims[N_LAYERS],
-                                      MTI_COPY_DEVICE_TO_HOST);
-            ok = mti_stream_end_capture(s, &graph) == MTI_OK && st == MTI_OK;
-        }
-        for (int i = 0; ok && i < 5; i++)
-            ok = mti_graph_launch(graph, s) == MTI_OK && mti_stream_synchronize(s) == MTI_OK;
-    }
-    w->failed = !ok;
-    pthread_barrier_wait(w->start);
-    long n = 0;
-    while (ok && !atomic_load_explicit(w->stop, memory_order_relaxed)) {
-        double t0 = w->latencies ? now_s() : 0;
-        mti_status st = graph ? mti_graph_launch(graph, s) : MTI_OK;
-        if (st == MTI_OK)
-            st = graph ? mti_stream_synchronize(s) : request(s, w->m, w->batch, x, y, dev);
-        if (st != MTI_OK) {
-            w->failed = 1;
-            break;
-        }
-        if (w->latencies && n < w->max_latencies)
-            w->latencies[n] = now_s() - t0;
-        n++;
-    }
-    w->end_s = now_s();
-    w->requests = n;
-    mti_graph_destroy(graph);
-    for (int l = 0; l <= N_LAYERS; l++)
-        mti_buffer_free(bufs[l]);
-    mti_host_free(w->rt, x);
-    mti_host_free(w->rt, y);
-    return NULL;
-}
-
-struct window {
-    double requests_per_s;
-    double p50_ms, p99_ms;
-    int failed;
-    float max_err;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* One measured window: `threads` persistent workers for duration_s seconds. */
-static struct window run_window(mti_runtime_t rt, const struct mlp *m, int threads, int batch,
-                                int graph, double duration_s, int want_latency)
-{
-    struct worker *w = calloc((size_t)threads, sizeof *w);
-    pthread_barrier_t start;
-    _Atomic int stop = 0;
-    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
-    long max_lat = want_latency ? 2000000 : 0;
-    for (int i = 0; i < threads; i++) {
-        w[i] = (struct worker){.rt = rt, .m = m, .batch = batch, .id = i, .graph = graph,
-                               .start = &start, .stop = &stop, .max_latencies = max_lat};
-        if (want_latency)
-            w[i].latencies = malloc(sizeof(double) * (size_t)max_lat);
-        pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
-    }
-    pthread_barrier_wait(&start);
-    double t0 = now_s();
-    struct timespec d = {(time_t)duration_s, (long)((duration_s - (time_t)duration_s) * 1e9)};
-    nanosleep(&d, NULL);
-    atomic_store(&stop, 1);
-    struct window r = {0};
-    long total = 0;
-    double end = t0;
-    for (int i = 0; i < threads; i++) {
-        pthread_join(w[i].tid, NULL);
-        total += w[i].requests;
-        end = fmax(end, w[i].end_s);
-        r.failed |= w[i].failed;
-        r.max_err = fmaxf(r.max_err, w[i].max_err);
-    }
-    r.requests_per_s = total / (end - t0);
-    if (want_latency && w[0].requests > 0) {
-        long n = w[0].requests < max_lat ? w[0].requests : max_lat;
-        qsort(w[0].latencies, (size_t)n, sizeof(double), cmp_double);
-        r.p50_ms = w[0].latencies[n / 2] * 1e3;
-        r.p99_ms = w[0].latencies[(long)(n * 0.99)] * 1e3;
-    }
-    for (int i = 0; i < threads; i++)
-        free(w[i].latencies);
-    pthread_barrier_destroy(&start);
-    free(w);
-    return r;
-}
-
-/* ---- sections ----------------------------------------------------------------------------- */
-
-struct stat3 {
-    double median, min, max;
-};
-
-static struct stat3 summarize(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    struct stat3 s = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1]};
-    return s;
-}
-
-static void progress(const struct options *o, const char *section, const char *step,
-                     double left_s)
-{
-    if (o->progress)
-        fprintf(stderr, "\r\033[K[bench] %s: %s, about %.0f s left", section, step, left_s);
-}
-
-static void progress_done(const struct options *o)
-{
-    if (o->progress)
-        fprintf(stderr, "\r\033[K");
-}
-
-static double section_baseline(const struct options *o, const struct mlp *m)
-{
-    float x[512], h1[1024], h2[1024], y[512];
-    uint64_t seed = 7;
-    for (int i = 0; i < 512; i++)
-        x[i] = uniform(&seed);
-    double rates[100];
-    for (int t = 0; t < o->trials; t++) {
-        progress(o, "baseline", "plain BLAS loop", (o->trials - t) * o->duration_s);
-        for (int i = 0; i < 5; i++)
-            mlp_forward_blas(m, x, h1, h2, y);
-        long n = 0;
-        double t0 = now_s(), t1;
-        do {
-            mlp_forward_blas(m, x, h1, h2, y);
-            n++;
-        } while ((t1 = now_s()) - t0 < o->duration_s);
-        rates[t] = n / (t1 - t0);
-    }
-    progress_done(o);
-    struct stat3 s = summarize(rates, o->trials);
-    printf("\n## Baseline: plain single-threaded BLAS loop, no mtinfer (MLP batch 1)\n\n");
-    printf("| requests/s (median) | min | max |\n|---:|---:|---:|\n");
-    printf("| %.0f | %.0f | %.0f |\n", s.median, s.min, s.max);
-    return s.median;
-}
-
-static int section_threads_mode(const struct options *o, mti_runtime_t rt, const struct mlp *m,
-                                double baseline, int graph)
-{
-    printf("\n## Thread scaling (%s): persistent workers, each on its own stream slot "
-           "(MLP batch 1)\n\n",
-           graph ? "graph replay" : "eager");
-    printf("| threads | requests/s (median) | min | max | per thread | speedup | efficiency |"
-           " vs BLAS loop | max rel err |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    double one = 0;
-    int failed = 0;
-    for (int p = 0; p < o->n_threads; p++) {
-        int n = o->threads[p];
-        double rates[100];
-        float err = 0;
-        for (int t = 0; t < o->trials; t++) {
-            char step[64];
-            snprintf(step, sizeof step, "%s, %d threads, trial %d/%d", graph ? "graph" : "eager",
-                     n, t + 1, o->trials);
-            progress(o, "threads", step, ((o->n_threads - p) * o->trials - t) * o->duration_s);
-            struct window w = run_window(rt, m, n, 1, graph, o->duration_s, 0);
-            rates[t] = w.requests_per_s;
-            failed |= w.failed;
-            err = fmaxf(err, w.max_err);
-        }
-        progress_done(o);
-        struct stat3 s = summarize(rates, o->trials);
-        if (p == 0)
-            one = s.median / n;
-        printf("| %d | %.0f | %.0f | %.0f | %.0f | %.2fx | %.0f%% |", n, s.median, s.min, s.max,
-               s.median / n, s.median / one, 100.0 * s.median / (one * n));
-        if (baseline > 0)
-            printf(" %.2f |", s.median / baseline);
-        else
-            printf(" - |");
-        printf(" %.1e |\n", err);
-        fflush(stdout);
-    }
-    return failed;
-}
-
-static int section_threads(const struct options *o, mti_runtime_t rt, const struct mlp *m,
-                           double baseline)
-{
-    int failed = 0;
-    if (o->modes & MODE_EAGER)
-        failed |= section_threads_mode(o, rt, m, baseline, 0);
-    if (o->modes & MODE_GRAPH)
-        failed |= section_threads_mode(o, rt, m, baseline, 1);
-    mti_pool_stats ps;
-    mti_runtime_pool_stats(rt, &ps);
-    printf("\npool: %d slots, peak %d in use, %d streams created, %llu acquisitions, "
-           "%llu waits\n",
-           ps.size, ps.peak_in_use, ps.streams_created, (unsigned long long)ps.acquires,
-           (unsigned long long)ps.waits);
-    return failed;
-}
-
-static int section_batch(const struct options *o, mti_runtime_t rt, const struct mlp *m)
-{
-    printf("\n## Batching: one thread, one request = one batch (MLP)\n\n");
-    printf("| batch | p50 latency ms | p99 latency ms | requests/s | samples/s | gain vs batch 1 |\n");
-    printf("|---:|---:|---:|---:|---:|---:|\n");
-    double first = 0;
-    int failed = 0;
-    for (int p = 0; p < o->n_batches; p++) {
-        int b = o->batches[p];
-        char step[64];
-        snprintf(step, sizeof step, "batch %d", b);
-        progress(o, "batch", step, (o->n_batches - p) * o->duration_s);
-        struct window w = run_window(rt, m, 1, b, 0, o->duration_s, 1);
-        progress_done(o);
-        failed |= w.failed;
-        double samples = w.requests_per_s * b;
-        if (p == 0)
-            first = samples;
-        printf("| %d | %.3f | %.3f | %.0f | %.0f | %.1fx |\n", b, w.p50_ms, w.p99_ms,
-               w.requests_per_s, samples, samples / first);
-        fflush(stdout);
-    }
-    return failed;
+    return 0;
 }
 
 int mti_cli_bench(int argc, char **argv)
 {
-    struct options o;
+    struct bench_options o;
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    mti_runtime_t rt;
-    if (mti_runtime_create(NULL, &rt) != MTI_OK) {
+    struct bench_ctx c = {.o = &o};
+    if (mti_runtime_create(NULL, &c.rt) != MTI_OK) {
         fprintf(stderr, "mtinfer bench: %s\n", mti_last_error_message());
         return 2;
     }
-    printf("# mtinfer bench\n\nbackend: %s; device: %s; %ld CPUs online; duration %.1f s x %d "
-           "trials per point\n",
-           mti_backend_name(mti_runtime_backend(rt)), mti_runtime_device_name(rt),
-           sysconf(_SC_NPROCESSORS_ONLN), o.duration_s, o.trials);
-    struct mlp m = {0};
-    if (mlp_init(rt, &m) != 0) {
-        fprintf(stderr, "mtinfer bench: cannot load the MLP: %s\n", mti_last_error_message());
-        mti_runtime_destroy(rt);
+    mti_backend_kind backend = mti_runtime_backend(c.rt);
+    char dir[] = "/tmp/mtinfer-bench-XXXXXX", mlp[128], story[128];
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "mtinfer bench: cannot make a temp directory: %s\n", strerror(errno));
+        mti_runtime_destroy(c.rt);
         return 2;
     }
-    double baseline = 0;
-    int failed = 0;
-    if (o.sections & SECTION_BASELINE)
-        baseline = section_baseline(&o, &m);
-    if (o.sections & SECTION_THREADS)
-        failed |= section_threads(&o, rt, &m, mti_runtime_backend(rt) == MTI_BACKEND_CPU ? baseline : 0);
-    if (o.sections & SECTION_BATCH)
-        failed |= section_batch(&o, rt, &m);
-    mlp_free(&m);
-    mti_runtime_destroy(rt);
-    if (failed) {
-        fprintf(stderr, "mtinfer bench: some requests failed: %s\n", mti_last_error_message());
-        return 1;
+    snprintf(mlp, sizeof mlp, "%s/mlp.safetensors", dir);
+    snprintf(story, sizeof story, "%s/story.safetensors", dir);
+    static const char *mlp_args[] = {"mlp", "--dims", "512,1024,1024,512", "--seed", "1"};
+    static const char *story_args[] = {"transformer", "--d-model", "256", "--heads", "4",
+                                       "--ff", "1024", "--layers", "2", "--seed", "1"};
+    cJSON *root = cJSON_CreateObject();
+    c.json = cJSON_AddObjectToObject(root, "results");
+    cJSON_AddItemToObject(root, "environment", environment(c.rt, "before"));
+    c.mlp_path = mlp;
+    c.story_path = story;
+    mti_model_t mlp_eager = NULL;
+    if (create_model(mlp, mlp_args, 5) != 0 || create_model(story, story_args, 11) != 0 ||
+        load(c.rt, mlp, 1, &c.mlp) || load(c.rt, story, 1, &c.story) ||
+        (backend == MTI_BACKEND_CUDA && load(c.rt, mlp, 0, &mlp_eager)) ||
+        (o.model_path && load(c.rt, o.model_path, 1, &c.model))) {
+        rc = 2;
+        goto done;
     }
-    return 0;
+    if (!c.model)
+        c.model = c.mlp;
+    bench_report_open(o.md_path);
+    bench_out("# mtinfer bench\n\nbackend **%s**, device **%s**, %ld CPUs online, commit %s; "
+              "%.2f s windows x %d trials per point.\n",
+              mti_backend_name(backend), mti_runtime_device_name(c.rt),
+              sysconf(_SC_NPROCESSORS_ONLN), MTI_GIT_COMMIT, o.duration_s, o.trials);
+    if (strcmp(o.peer, "none") != 0) {
+        bench_progress(&o, "peer", "PyTorch (bench/peers/torch_peer.py)", 0);
+        c.peer = bench_run_peer(&o, backend, mlp, story);
+        bench_progress_done(&o);
+    }
+    if (c.peer)
+        cJSON_AddItemToObject(root, "peer", c.peer);
+    else
+        bench_out("\nPeer: PyTorch was not run (%s); the peer columns are left out.\n",
+                  strcmp(o.peer, "none") ? "not installed or it failed, see stderr"
+                                         : "--peer none");
+    if (o.sections & SEC_SINGLE)
+        bench_section_single(&c);
+    if (o.sections & SEC_THREADS) {
+        bench_section_threads(&c, "mlp", c.model,
+                              backend == MTI_BACKEND_CUDA
+                                  ? "2. Thread scaling, MLP batch 1 (CUDA graph per plan)"
+                                  : "2. Thread scaling, MLP batch 1",
+                              1, 0);
+        if (mlp_eager)
+            bench_section_threads(&c, "mlp_eager", mlp_eager,
+                                  "2b. Thread scaling, MLP batch 1, eager (no graphs)", 1, 0);
+    }
+    if (o.sections & SEC_STORY)
+        bench_section_threads(&c, "story", c.story,
+                              "2c. Thread scaling, the story workload (2 x "
+                              "TransformerEncoderLayer d256 h4 ff1024, input [4, 32, 256])",
+                              4, 32);
+    if (o.sections & SEC_PATTERNS)
+        bench_section_patterns(&c);
+    if (o.sections & SEC_SERIAL)
+        bench_section_serialization(&c);
+    if (o.sections & SEC_BATCH)
+        bench_section_batch(&c);
+    if (o.sections & SEC_RAW)
+        bench_section_raw(&c);
+    cJSON_AddItemToObject(root, "environment_after", environment(c.rt, "after"));
+    if (o.svg_dir)
+        bench_write_charts(&c);
+    if (o.json_path) {
+        char *text = cJSON_Print(root);
+        FILE *f = fopen(o.json_path, "w");
+        if (!f || fputs(text, f) < 0) {
+            fprintf(stderr, "mtinfer bench: cannot write %s\n", o.json_path);
+            rc = 2;
+        }
+        if (f)
+            fclose(f);
+        free(text);
+    }
+    bench_report_close();
+    if (c.failed) {
+        fprintf(stderr, "mtinfer bench: some requests failed (see above)\n");
+        rc = 1;
+    }
+done:
+    mti_model_destroy(mlp_eager);
+    if (c.model != c.mlp)
+        mti_model_destroy(c.model);
+    mti_model_destroy(c.mlp);
+    mti_model_destroy(c.story);
+    cJSON_Delete(root);
+    mti_runtime_destroy(c.rt);
+    unlink(mlp);
+    unlink(story);
+    rmdir(dir);
+    return rc;
 }

@@ -48,8 +48,7 @@ static float uniform(uint64_t *s)
 static int add_tensor(struct writer *w, const char *name, int ndim, int64_t s0, int64_t s1,
                       float offset, float scale)
 {
-    if (w->n == MAX_TENSORS)
-        return -1;
+    if (w->n == MAX_TENSORS) return -1;
     struct tensor *t = &w->t[w->n];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
@@ -57,8 +56,7 @@ static int add_tensor(struct writer *w, const char *name, int ndim, int64_t s0, 
     t->shape[1] = s1;
     size_t count = (size_t)s0 * (size_t)(ndim == 2 ? s1 : 1);
     t->data = malloc(sizeof(float) * (count ? count : 1));
-    if (!t->data)
-        return -1;
+    if (!t->data) return -1;
     for (size_t i = 0; i < count; i++)
         t->data[i] = offset + scale * uniform(&w->rng);
     w->n++;
@@ -70,8 +68,7 @@ static int add_linear(struct writer *w, const char *prefix, int in, int out)
     char n[128];
     float bound = 1.0f / sqrtf((float)in);
     snprintf(n, sizeof n, "%s.weight", prefix);
-    if (add_tensor(w, n, 2, out, in, 0.0f, bound))
-        return -1;
+    if (add_tensor(w, n, 2, out, in, 0.0f, bound)) return -1;
     snprintf(n, sizeof n, "%s.bias", prefix);
     return add_tensor(w, n, 1, out, 0, 0.0f, bound);
 }
@@ -109,8 +106,7 @@ static int write_file(const struct writer *w, const char *config, const char *pa
     }
     char *header = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!header)
-        return -1;
+    if (!header) return -1;
     size_t hlen = strlen(header), padded = (hlen + 7) / 8 * 8;
     FILE *fp = fopen(path, "wb");
     if (!fp) {
@@ -156,12 +152,10 @@ static int parse_dims(const char *s, int *dims, int max)
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > (1 << 20) || n == max)
-            return -1;
+        if (end == s || v < 1 || v > (1 << 20) || n == max) return -1;
         dims[n++] = (int)v;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
+        if (*end && *end != ',') return -1;
     }
     return n;
 }
@@ -235,8 +229,7 @@ static int cmd_create(int argc, char **argv)
         return 2;
     }
     struct writer *w = calloc(1, sizeof *w);
-    if (!w)
-        return 2;
+    if (!w) return 2;
     w->rng = (uint64_t)seed * 0x2545F4914F6CDD1Dull + 1;
     cJSON *cfg = cJSON_CreateObject();
     cJSON *input = cJSON_AddObjectToObject(cfg, "input");
@@ -268,14 +261,12 @@ static int cmd_create(int argc, char **argv)
             cJSON_AddNumberToObject(l, "in", dims[i]);
             cJSON_AddNumberToObject(l, "out", dims[i + 1]);
             cJSON_AddItemToArray(ls, l);
-            if (add_linear(w, name, dims[i], dims[i + 1]))
-                goto oom;
+            if (add_linear(w, name, dims[i], dims[i + 1])) goto oom;
             if (i + 2 < n_dims) {
                 index++;
                 cJSON *al = cJSON_CreateObject();
                 cJSON_AddStringToObject(al, "type", a == MTI_ACT_RELU ? "relu" : "gelu");
-                if (a == MTI_ACT_GELU_TANH)
-                    cJSON_AddStringToObject(al, "approximate", "tanh");
+                if (a == MTI_ACT_GELU_TANH) cJSON_AddStringToObject(al, "approximate", "tanh");
                 cJSON_AddItemToArray(ls, al);
             }
         }
@@ -304,27 +295,20 @@ static int cmd_create(int argc, char **argv)
             cJSON_AddItemToArray(ls, l);
             float bd = 1.0f / sqrtf((float)d_model);
             snprintf(n, sizeof n, "%s.self_attn.in_proj_weight", p);
-            if (add_tensor(w, n, 2, 3 * d_model, d_model, 0.0f, bd))
-                goto oom;
+            if (add_tensor(w, n, 2, 3 * d_model, d_model, 0.0f, bd)) goto oom;
             snprintf(n, sizeof n, "%s.self_attn.in_proj_bias", p);
-            if (add_tensor(w, n, 1, 3 * d_model, 0, 0.0f, 0.1f))
-                goto oom;
+            if (add_tensor(w, n, 1, 3 * d_model, 0, 0.0f, 0.1f)) goto oom;
             snprintf(n, sizeof n, "%s.self_attn.out_proj", p);
-            if (add_linear(w, n, d_model, d_model))
-                goto oom;
+            if (add_linear(w, n, d_model, d_model)) goto oom;
             snprintf(n, sizeof n, "%s.linear1", p);
-            if (add_linear(w, n, d_model, ff))
-                goto oom;
+            if (add_linear(w, n, d_model, ff)) goto oom;
             snprintf(n, sizeof n, "%s.linear2", p);
-            if (add_linear(w, n, ff, d_model))
-                goto oom;
+            if (add_linear(w, n, ff, d_model)) goto oom;
             for (int k = 1; k <= 2; k++) {
                 snprintf(n, sizeof n, "%s.norm%d.weight", p, k);
-                if (add_tensor(w, n, 1, d_model, 0, 1.0f, 0.1f))
-                    goto oom;
+                if (add_tensor(w, n, 1, d_model, 0, 1.0f, 0.1f)) goto oom;
                 snprintf(n, sizeof n, "%s.norm%d.bias", p, k);
-                if (add_tensor(w, n, 1, d_model, 0, 0.0f, 0.1f))
-                    goto oom;
+                if (add_tensor(w, n, 1, d_model, 0, 0.0f, 0.1f)) goto oom;
             }
         }
     } else {
@@ -332,8 +316,7 @@ static int cmd_create(int argc, char **argv)
         goto done;
     }
     char *config = cJSON_PrintUnformatted(cfg);
-    if (!config)
-        goto oom;
+    if (!config) goto oom;
     if (write_file(w, config, out) == 0) {
         printf("wrote %s (%d tensors)\n", out, w->n);
         rc = 0;
@@ -402,10 +385,8 @@ int mti_cli_model(int argc, char **argv)
                      "       mtinfer model info FILE [--config JSON]\n");
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "create") == 0)
-        return cmd_create(argc - 1, argv + 1);
-    if (strcmp(argv[1], "info") == 0)
-        return cmd_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "create") == 0) return cmd_create(argc - 1, argv + 1);
+    if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
     fprintf(stderr, "mtinfer model: unknown subcommand '%s' (create, info)\n", argv[1]);
     return 2;
 }

@@ -15,27 +15,29 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mtinfer run FILE [--config JSON] [--backend auto|cpu|cuda] [--batch N]\n"
-            "                   [--seq L] [--input FILE | --random SEED] [--output FILE]\n"
-            "                   [--check] [--tol T] [--no-graphs] [--repeat N]\n"
-            "\n"
-            "Runs one forward pass of the model in FILE (.safetensors with its config in the\n"
-            "metadata, or --config JSON) and prints a summary of the output.\n"
-            "\n"
-            "  --backend B    the backend (default: MTI_BACKEND, else auto)\n"
-            "  --batch N      batch size (default 1)\n"
-            "  --seq L        sequence length, for models with [batch, seq, d_model] input (default 16)\n"
-            "  --input FILE   raw little-endian float32 input of exactly batch*[seq*]features values\n"
-            "  --random SEED  uniform random input in [-1, 1) from SEED (default: --random 1)\n"
-            "  --output FILE  write the output as raw float32\n"
-            "  --check        compare with the float64 CPU reference; exit 1 when ||out-ref||/||ref||\n"
-            "                 or max|out-ref|/max|ref| exceeds the tolerance, or an output is NaN/Inf\n"
-            "  --tol T        tolerance of --check (default 1e-4: fp32)\n"
-            "  --no-graphs    do not capture CUDA graphs\n"
-            "  --repeat N     run the forward N times (the last output is reported)\n"
-            "\n"
-            "exit status: 0 ok, 1 check failed, 2 usage or runtime error\n");
+    fprintf(
+        out,
+        "usage: mtinfer run FILE [--config JSON] [--backend auto|cpu|cuda] [--batch N]\n"
+        "                   [--seq L] [--input FILE | --random SEED] [--output FILE]\n"
+        "                   [--check] [--tol T] [--no-graphs] [--repeat N]\n"
+        "\n"
+        "Runs one forward pass of the model in FILE (.safetensors with its config in the\n"
+        "metadata, or --config JSON) and prints a summary of the output.\n"
+        "\n"
+        "  --backend B    the backend (default: MTI_BACKEND, else auto)\n"
+        "  --batch N      batch size (default 1)\n"
+        "  --seq L        sequence length, for models with [batch, seq, d_model] input (default "
+        "16)\n"
+        "  --input FILE   raw little-endian float32 input of exactly batch*[seq*]features values\n"
+        "  --random SEED  uniform random input in [-1, 1) from SEED (default: --random 1)\n"
+        "  --output FILE  write the output as raw float32\n"
+        "  --check        compare with the float64 CPU reference; exit 1 when ||out-ref||/||ref||\n"
+        "                 or max|out-ref|/max|ref| exceeds the tolerance, or an output is NaN/Inf\n"
+        "  --tol T        tolerance of --check (default 1e-4: fp32)\n"
+        "  --no-graphs    do not capture CUDA graphs\n"
+        "  --repeat N     run the forward N times (the last output is reported)\n"
+        "\n"
+        "exit status: 0 ok, 1 check failed, 2 usage or runtime error\n");
 }
 
 static double now_s(void)
@@ -157,14 +159,12 @@ int mti_cli_run(int argc, char **argv)
     mti_model_t m = NULL;
     float *x = NULL, *y = NULL;
     double *ref = NULL;
-    if (mti_runtime_create(&rp, &rt) != MTI_OK)
-        goto fail;
+    if (mti_runtime_create(&rp, &rt) != MTI_OK) goto fail;
     mti_model_params mp;
     mti_model_params_default(&mp);
     mp.config_path = config;
     mp.use_graphs = graphs;
-    if (mti_model_load(rt, file, &mp, &m) != MTI_OK)
-        goto fail;
+    if (mti_model_load(rt, file, &mp, &m) != MTI_OK) goto fail;
     mti_model_info info;
     mti_model_get_info(m, &info);
     int s = info.sequence ? (int)seq : 0;
@@ -178,8 +178,7 @@ int mti_cli_run(int argc, char **argv)
     }
     size_t in_nonfinite = 0;
     if (input) {
-        if (read_input(input, x, n_in) != 0)
-            goto done;
+        if (read_input(input, x, n_in) != 0) goto done;
         for (size_t i = 0; i < n_in; i++)
             in_nonfinite += !isfinite(x[i]);
     } else {
@@ -189,10 +188,8 @@ int mti_cli_run(int argc, char **argv)
     }
     double t0 = now_s(), first = 0;
     for (long r = 0; r < repeat; r++) {
-        if (mti_model_infer(m, (int)batch, s, x, n_in, y, n_out) != MTI_OK)
-            goto fail;
-        if (r == 0)
-            first = now_s() - t0;
+        if (mti_model_infer(m, (int)batch, s, x, n_in, y, n_out) != MTI_OK) goto fail;
+        if (r == 0) first = now_s() - t0;
     }
     double total = now_s() - t0;
     double sum = 0, mn = INFINITY, mx = -INFINITY;
@@ -223,16 +220,13 @@ int mti_cli_run(int argc, char **argv)
     for (size_t i = 0; i < n_out && i < 4; i++)
         printf(" %.6g", y[i]);
     printf("\n");
-    if (in_nonfinite)
-        printf("input      %zu NaN/Inf values (computed through)\n", in_nonfinite);
-    if (nonfinite)
-        printf("output     %zu NaN/Inf values\n", nonfinite);
+    if (in_nonfinite) printf("input      %zu NaN/Inf values (computed through)\n", in_nonfinite);
+    if (nonfinite) printf("output     %zu NaN/Inf values\n", nonfinite);
     if (output) {
         FILE *fp = fopen(output, "wb");
         if (!fp || fwrite(y, sizeof *y, n_out, fp) != n_out) {
             perror(output);
-            if (fp)
-                fclose(fp);
+            if (fp) fclose(fp);
             goto done;
         }
         if (fclose(fp) != 0) {
@@ -248,8 +242,7 @@ int mti_cli_run(int argc, char **argv)
             rc = 2;
             goto done;
         }
-        if (mti_model_reference(m, (int)batch, s, x, n_in, ref, n_out) != MTI_OK)
-            goto fail;
+        if (mti_model_reference(m, (int)batch, s, x, n_in, ref, n_out) != MTI_OK) goto fail;
         mti_error_stats es;
         mti_error_stats_compute(y, ref, n_out, &es);
         /* NaN/Inf in the input or output fails the check: the numbers then say nothing. */

@@ -311,12 +311,15 @@ init {
 		:: k < NTHREADS ->
 #if defined(LOOP) || defined(ALL_BLOCK)
 		   p = MTI_POOL_BLOCK;
-#else
+#elif defined(ANY_POLICY)
 		   if
 		   :: p = MTI_POOL_FAIL
 		   :: p = MTI_POOL_WAIT
 		   :: p = MTI_POOL_BLOCK
 		   fi;
+#else
+		   /* mixed: thread k has policy (2 - k) mod 3: block, wait, fail, block, ... */
+		   p = (2 * NTHREADS - k + 2) % 3;
 #endif
 		   run client(k, p); k++
 		:: else -> break

@@ -10,19 +10,21 @@
  *                            take the token, run ops up to target (lock dropped while an
  *                            op runs; head++, completed = head, broadcast done_cv when
  *                            done_waiters > 0), drop the token, hand work beyond the target
- *                            to a sleeping worker (signal work_cv) }.
+ *                            to a sleeping worker (wake_worker) }.
  *   wait_for_progress        sync mode spin/yield/auto: unlock, spin on `completed` (auto:
  *                            a bounded budget), lock, return on progress; then
  *                            done_waiters++; while (head == seen && executing) wait done_cv.
  *   mti__cpu_stream_wait_seq fast path completed >= seq, else lock; run_until(seq); unlock.
  *   kick_locked / mti__cpu_stream_kick
- *                            raise kick_seq; signal work_cv if the worker sleeps and nobody
+ *                            raise kick_seq; wake_worker if the worker sleeps and nobody
  *                            holds the token.
+ *   wake_worker              worker_sleeping = false (one wake-up per sleep), signal work_cv.
  *   worker_main              loop { kick_seq > head && !executing -> run_until(kick_seq);
  *                            else worker_sleeping = 1; wait work_cv; worker_sleeping = 0 }.
  *   stream_synchronize / stream_query
  *                            run_until(tail) / idle test + kick.
- *   run_op CPU_OP_WAIT       mti__cpu_stream_wait_seq(other, seq): the executor helps the
+ *   mti__cpu_op_run CPU_OP_WAIT
+ *                            mti__cpu_stream_wait_seq(other, seq): the executor helps the
  *                            other stream (nested run_until on it).
  *   event_record (untimed)   seq = tail under the stream lock, then (stream, seq) under
  *                            the event lock.   event_query: completed >= seq, else kick.
@@ -61,7 +63,8 @@
  *   BROKEN_DONE_SIGNAL          cond_signal instead of cond_broadcast on done_cv.
  *
  * Left out: op payloads and errors (s->error); timing events (CPU_OP_RECORD and the
- * generation check); stream destruction / worker stop; the ring is 2 ops deep here (the C
+ * generation check); graph capture (s->capturing, CPU_OP_GRAPH: a captured graph replays
+ * its ops inside one op; a wait inside a graph is not modelled); stream destruction / worker stop; the ring is 2 ops deep here (the C
  * ring holds MTI_CPU_RING_CAP = 256; 2 makes the ring-full path reachable); sync mode
  * YIELD (same as SPIN here); pthread spurious wake-ups (every C wait loops, so they only
  * add retries); memory ordering (Spin is sequentially consistent; `completed` is the
@@ -159,10 +162,16 @@ inline cond_broadcast(cv) {
 }
 
 /* kick_locked (caller holds lk[s]) */
+/* wake_worker: one wake-up per sleep (clears worker_sleeping, then signals work_cv) */
+inline wake_worker(s) {
+	worker_sleeping[s] = 0;
+	cond_signal(WORK_CV(s))
+}
+
 inline kick_locked(s, seq) {
 	if :: seq > kick[s] -> kick[s] = seq :: else -> skip fi;
 	if
-	:: kick[s] > head[s] && !executing[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
+	:: kick[s] > head[s] && !executing[s] && worker_sleeping[s] -> wake_worker(s)
 	:: else -> skip
 	fi
 }
@@ -221,7 +230,7 @@ inline done_wake(s) {
 inline handoff(s) {
 #ifndef BROKEN_NO_HANDOFF
 	if
-	:: kick[s] > head[s] && worker_sleeping[s] -> cond_signal(WORK_CV(s))
+	:: kick[s] > head[s] && worker_sleeping[s] -> wake_worker(s)
 	:: else -> skip
 	fi
 #else

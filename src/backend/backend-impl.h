@@ -76,6 +76,28 @@ struct mti_backend_stream_i {
     mti_status (*graph_end)(mti_backend_stream *s, mti_backend_graph **out);
     mti_status (*graph_launch)(mti_backend_stream *s, mti_backend_graph *g, unsigned flags);
     void (*graph_destroy)(mti_backend_graph *g);
+    /* Neural-network ops for src/model (optional, all or none: NULL means
+     * MTI_ERR_UNSUPPORTED). fp32, row-major; y may equal x (in place). */
+    /* y[r,:] = (x[r,:] - mean) / sqrt(var + eps) * gamma + beta over n columns. */
+    mti_status (*layernorm_async)(mti_backend_stream *s, const float *x, const float *gamma,
+                                  const float *beta, float *y, int rows, int n, float eps,
+                                  unsigned flags);
+    /* y[r,:] = softmax(x[r,:]) over n columns. */
+    mti_status (*softmax_async)(mti_backend_stream *s, const float *x, float *y, int rows, int n,
+                                unsigned flags);
+    /* y[i] = act(x[i]) for count elements. */
+    mti_status (*act_async)(mti_backend_stream *s, const float *x, float *y, size_t count,
+                            mti_activation act, unsigned flags);
+    /* y[i] = a[i] + b[i] for count elements (y may be a or b). */
+    mti_status (*add_async)(mti_backend_stream *s, const float *a, const float *b, float *y,
+                            size_t count, unsigned flags);
+    /* Multi-head scaled-dot-product self-attention on a packed projection: qkv is
+     * [batch, seq, 3*heads*head_dim] (q | k | v, PyTorch's in_proj order), out is
+     * [batch, seq, heads*head_dim] (heads concatenated). scratch holds seq*seq floats (the CPU
+     * uses it; other backends may ignore it). */
+    mti_status (*attention_async)(mti_backend_stream *s, const float *qkv, float *out,
+                                  float *scratch, int batch, int seq, int heads, int head_dim,
+                                  unsigned flags);
 };
 
 struct mti_backend_event_i {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "base/log.h"
+#include "runtime/fault.h"
 #include "runtime/runtime-internal.h"
 
 static int bin_of(size_t bytes, size_t *rounded)
@@ -92,7 +93,8 @@ static mti_status backend_alloc(struct mti_allocator *a, size_t size, void **ptr
                           size, a->limit, before);
     }
     mti_backend_device *bdev = a->dev->bdev;
-    mti_status st = bdev->iface->mem_alloc(bdev, size, ptr);
+    mti_status st = MTI_FAULT(ALLOC) ? mti__fault_error(MTI_ERR_OUT_OF_MEMORY, "device allocation")
+                                     : bdev->iface->mem_alloc(bdev, size, ptr);
     if (st != MTI_OK)
         atomic_fetch_sub(&a->reserved, size);
     return st;

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 
+#include "runtime/fault.h"
 #include "runtime/runtime-internal.h"
 
 mti_status mti__stream_create(struct mti_device_ctx *dev, int slot, struct mti_stream **out)
@@ -69,6 +70,8 @@ static void sem_up(struct mti_sem *sem) MTI_EXCLUDES(sem->lock)
  * it can, and the declaration in runtime-internal.h states it. */
 void mti__encode_begin(struct mti_stream *s) MTI_NO_TSA
 {
+    if (MTI_UNSAFE_NO_RECORD_LOCK())
+        return; /* the stress negative control only (MTI_STRESS_UNSAFE builds, fault.h) */
     struct mti_runtime *rt = s->dev->rt;
     if (rt->params.serialization == MTI_SERIAL_GLOBAL)
         mti_mutex_lock(&rt->encode_lock);
@@ -79,6 +82,8 @@ void mti__encode_begin(struct mti_stream *s) MTI_NO_TSA
 
 void mti__encode_end(struct mti_stream *s) MTI_NO_TSA
 {
+    if (MTI_UNSAFE_NO_RECORD_LOCK())
+        return; /* the stress negative control only (MTI_STRESS_UNSAFE builds, fault.h) */
     struct mti_runtime *rt = s->dev->rt;
     mti_mutex_unlock(&s->record_lock);
     if (rt->params.serialization == MTI_SERIAL_GLOBAL)

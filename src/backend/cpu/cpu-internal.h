@@ -32,6 +32,16 @@ enum cpu_op_kind {
     CPU_OP_RECORD,
     CPU_OP_WAIT,
     CPU_OP_GRAPH,
+    CPU_OP_NN, /* a neural-network op of cpu-nn.c: fn(args) */
+};
+
+/* Arguments of a CPU_OP_NN op (their meaning is the op's, see cpu-nn.c). */
+struct cpu_nn_args {
+    const float *a, *b, *c;
+    float *y, *scratch;
+    size_t count;
+    int i0, i1, i2, i3;
+    float f0;
 };
 
 struct cpu_graph;
@@ -70,6 +80,10 @@ struct cpu_op {
         struct {
             struct cpu_graph *graph;
         } graph;
+        struct {
+            void (*fn)(const struct cpu_nn_args *args);
+            struct cpu_nn_args args;
+        } nn;
     } u;
 };
 
@@ -151,5 +165,19 @@ void mti__cpu_graph_unref(struct cpu_graph *g);
 /* y[m,n] = act(x w^T + bias) with single-threaded BLAS. */
 void mti__cpu_linear(const float *x, const float *w, const float *bias, float *y, int m, int n,
                      int k, mti_activation act);
+
+/* cpu-nn.c: the stream vtable's neural-network members. */
+mti_status mti__cpu_layernorm_async(mti_backend_stream *s, const float *x, const float *gamma,
+                                    const float *beta, float *y, int rows, int n, float eps,
+                                    unsigned flags);
+mti_status mti__cpu_softmax_async(mti_backend_stream *s, const float *x, float *y, int rows, int n,
+                                  unsigned flags);
+mti_status mti__cpu_act_async(mti_backend_stream *s, const float *x, float *y, size_t count,
+                              mti_activation act, unsigned flags);
+mti_status mti__cpu_add_async(mti_backend_stream *s, const float *a, const float *b, float *y,
+                              size_t count, unsigned flags);
+mti_status mti__cpu_attention_async(mti_backend_stream *s, const float *qkv, float *out,
+                                    float *scratch, int batch, int seq, int heads, int head_dim,
+                                    unsigned flags);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "backend/cpu/cpu-internal.h"
 #include "base/clock.h"
+#include "runtime/fault.h"
 
 /* Spin iterations before sleeping in MTI_SYNC_AUTO (~ a few microseconds). */
 #define AUTO_SPIN_ITERATIONS 2000
@@ -54,6 +55,9 @@ mti_status mti__cpu_op_run(struct cpu_stream *s, const struct cpu_op *op)
         mti__cpu_graph_unref(g);
         return first;
     }
+    case CPU_OP_NN:
+        op->u.nn.fn(&op->u.nn.args);
+        return MTI_OK;
     }
     return mti__error_at(MTI_ERR_INTERNAL, __FILE__, __LINE__, "unknown cpu op %d", op->kind);
 }
@@ -112,6 +116,8 @@ static void run_until(struct cpu_stream *s, uint64_t target, mti_sync_mode mode)
             struct cpu_op op = s->ring[s->head % MTI_CPU_RING_CAP];
             mti_mutex_unlock(&s->lock);
             mti_status st = mti__cpu_op_run(s, &op);
+            if (st == MTI_OK && MTI_FAULT(STREAM_ERROR))
+                st = mti__fault_error(MTI_ERR_DEVICE, "queued work reported an error");
             mti_mutex_lock(&s->lock);
             s->head++;
             /* release: a lock-free reader that sees the new count sees the op's effects */
@@ -171,6 +177,8 @@ mti_status mti__cpu_stream_submit(struct cpu_stream *s, const struct cpu_op *op,
                                   uint64_t *seq_out)
 {
     struct cpu_device *dev = (struct cpu_device *)s->base.device;
+    if (MTI_FAULT(SUBMIT))
+        return mti__fault_error(MTI_ERR_DEVICE, "backend submission");
     if (mti_atomic_load_relaxed(&s->capturing))
         return capture_op(s, op);
     mti_mutex_lock(&s->lock);
@@ -317,6 +325,11 @@ static const struct mti_backend_stream_i cpu_stream_iface = {
     .graph_end = mti__cpu_graph_end,
     .graph_launch = mti__cpu_graph_launch,
     .graph_destroy = mti__cpu_graph_destroy,
+    .layernorm_async = mti__cpu_layernorm_async,
+    .softmax_async = mti__cpu_softmax_async,
+    .act_async = mti__cpu_act_async,
+    .add_async = mti__cpu_add_async,
+    .attention_async = mti__cpu_attention_async,
 };
 
 mti_status mti__cpu_stream_create(mti_backend_device *dev, mti_backend_stream **out)

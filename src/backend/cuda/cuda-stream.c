@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "backend/cuda/cuda-internal.h"
+#include "backend/cuda/cuda-nn.h"
 
 void mti__cuda_stream_set_error(struct cuda_stream *s, mti_status st)
 {
@@ -270,6 +271,11 @@ static const struct mti_backend_stream_i cuda_stream_iface = {
     .graph_end = mti__cuda_graph_end,
     .graph_launch = mti__cuda_graph_launch,
     .graph_destroy = mti__cuda_graph_destroy,
+    .layernorm_async = mti__cuda_layernorm_async,
+    .softmax_async = mti__cuda_softmax_async,
+    .act_async = mti__cuda_act_async,
+    .add_async = mti__cuda_add_async,
+    .attention_async = mti__cuda_attention_async,
 };
 
 mti_status mti__cuda_stream_create(mti_backend_device *bd, mti_backend_stream **out)
