@@ -52,6 +52,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The bench records what it was built from.
+$(BUILD)/obj/tools/bench.o: CPPFLAGS += -DMTI_GIT_COMMIT=\"$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)\" \
+    '-DMTI_BUILD_FLAGS="$(CC) $(strip $(OPT) $(SAN) $(VARIANT))"'
+
 $(STATIC_LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -50,10 +50,11 @@ static void *worker_main(void *arg)
 {
     struct worker *k = arg;
     const struct bench_workload *w = k->w;
-    float *in = malloc(sizeof(float) * (size_t)w->in_count);
-    float *out = malloc(sizeof(float) * (size_t)w->out_count);
-    bench_fill_random(in, (size_t)w->in_count, 1000 + (uint64_t)k->id);
-    int ok = in && out;
+    float *in = NULL, *out = NULL;
+    int ok = mti_host_alloc(w->rt, sizeof(float) * (size_t)w->in_count, (void **)&in) == MTI_OK &&
+             mti_host_alloc(w->rt, sizeof(float) * (size_t)w->out_count, (void **)&out) == MTI_OK;
+    if (ok)
+        bench_fill_random(in, (size_t)w->in_count, 1000 + (uint64_t)k->id);
     for (int i = 0; ok && i < WARMUP_REQUESTS; i++)
         ok = mti_model_infer(w->model, w->batch, w->seq, in, (size_t)w->in_count, out,
                              (size_t)w->out_count) == MTI_OK;
@@ -76,8 +77,8 @@ static void *worker_main(void *arg)
     }
     k->end_s = bench_now_s();
     k->requests = n;
-    free(in);
-    free(out);
+    mti_host_free(w->rt, in);
+    mti_host_free(w->rt, out);
     return NULL;
 }
 

@@ -17,12 +17,13 @@
 
 static const int k_mlp_dims[4] = {512, 1024, 1024, 512};
 
-static struct bench_workload workload(const char *name, mti_model_t m, int batch, int seq)
+static struct bench_workload workload(mti_runtime_t rt, const char *name, mti_model_t m,
+                                      int batch, int seq)
 {
     mti_model_info info;
     mti_model_get_info(m, &info);
     int rows = batch * (seq > 0 ? seq : 1);
-    struct bench_workload w = {name, m, batch, seq, rows * info.input_features,
+    struct bench_workload w = {name, rt, m, batch, seq, rows * info.input_features,
                                rows * info.output_features};
     return w;
 }
@@ -225,7 +226,7 @@ void bench_section_threads(struct bench_ctx *c, const char *key, mti_model_t mod
                            const char *title, int batch, int seq)
 {
     const struct bench_options *o = c->o;
-    struct bench_workload w = workload(key, model, batch, seq);
+    struct bench_workload w = workload(c->rt, key, model, batch, seq);
     int has_peer = c->peer != NULL;
     bench_out("\n## %s\n\nRequest: host input -> copy in -> forward -> copy out -> result ready; "
               "persistent workers, each on its own stream slot; wall-clock requests/s "
@@ -387,7 +388,7 @@ static double run_thread_pool(const struct bench_workload *w, double duration_s,
 void bench_section_patterns(struct bench_ctx *c)
 {
     const struct bench_options *o = c->o;
-    struct bench_workload w = workload("mlp", c->mlp, 1, 0);
+    struct bench_workload w = workload(c->rt, "mlp", c->mlp, 1, 0);
     bench_out("\n## 3. Patterns (%d threads, MLP batch 1): a new thread per request vs a thread "
               "pool vs persistent workers\n\n| pattern | requests/s | min | max | vs persistent |\n"
               "|---|---:|---:|---:|---:|\n",
@@ -454,7 +455,7 @@ void bench_section_serialization(struct bench_ctx *c)
             mti_runtime_destroy(rt);
             continue;
         }
-        struct bench_workload w = workload(keys[p], m, 1, 0);
+        struct bench_workload w = workload(rt, keys[p], m, 1, 0);
         for (int i = 0; i < n_threads; i++)
             r[p][i] = bench_measure(o, &w, threads[i], "serialization", &c->failed);
         ok[p] = 1;
@@ -498,7 +499,7 @@ void bench_section_batch(struct bench_ctx *c)
     double first = 0;
     for (int i = 0; i < o->n_batches; i++) {
         int b = o->batches[i];
-        struct bench_workload w = workload("mlp", c->model, b, 0);
+        struct bench_workload w = workload(c->rt, "mlp", c->model, b, 0);
         double samples[64];
         struct bench_window win = {0};
         for (int t = 0; t < o->trials; t++) {
@@ -683,7 +684,7 @@ void bench_section_raw(struct bench_ctx *c)
         cJSON_ArrayForEach(p, results)
         {
             cJSON *t = cJSON_GetObjectItem(p, "threads"), *m = cJSON_GetObjectItem(p, "mode");
-            cJSON *v = cJSON_GetObjectItem(p, "median");
+            cJSON *v = cJSON_GetObjectItem(p, "median_rps");
             if (!cJSON_IsNumber(t) || t->valueint != o->threads[i] || !cJSON_IsString(m) ||
                 !cJSON_IsNumber(v))
                 continue;

@@ -69,6 +69,8 @@ int bench_svg_chart(const char *dir, const char *name, const char *title, const 
 /* What one request does; ctx is shared, worker is per-thread state from setup. */
 struct bench_workload {
     const char *name;
+    mti_runtime_t rt; /* request buffers come from mti_host_alloc (pinned on the GPU), as the
+                         peer's come from pin_memory(): the same request on both sides */
     mti_model_t model;
     int batch, seq;
     int in_count, out_count; /* floats per request */

@@ -6,5 +6,6 @@
 int mti_cli_bench(int argc, char **argv);
 int mti_cli_model(int argc, char **argv);
 int mti_cli_run(int argc, char **argv);
+int mti_cli_stress(int argc, char **argv);
 
 #endif

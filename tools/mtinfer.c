@@ -22,6 +22,7 @@ static void print_usage(FILE *out)
             "  model    create a model file (mlp, transformer) or describe one (mtinfer model --help)\n"
             "  run      one forward pass of a model file, optionally checked against the float64\n"
             "           reference (mtinfer run --help)\n"
+            "  stress   crash-isolated multi-thread stress, every output verified (mtinfer stress --help)\n"
             "  help     this text\n"
             "\n"
             "Runtime settings come from MTI_* environment variables (see README.md):\n"
@@ -74,6 +75,8 @@ int main(int argc, char **argv)
         return mti_cli_model(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return mti_cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "stress") == 0)
+        return mti_cli_stress(argc - 1, argv + 1);
     fprintf(stderr, "mtinfer: unknown command '%s'\n\n", cmd);
     print_usage(stderr);
     return 2;

@@ -7,7 +7,7 @@
 #   bash verify/run.sh            (make verify)
 #   VERIFY_JOBS=N                 pan runs at once (default 2)
 #   VERIFY_ONLY=regex             only the rows whose model/check matches (no drift check)
-#   VERIFY_MARKDOWN=1             print the table as Markdown
+#   VERIFY_MARKDOWN=1             print the table as Markdown (both forms are saved in the work dir)
 #   VERIFY_KEEP=0                 delete the work directory (trails, logs) at the end
 #
 # Work files (pan sources, binaries, trails, logs) go to a temporary directory, never into the
@@ -36,9 +36,13 @@ T0=$(date +%s.%N)
 # pan settings: depth bound, memory bound (MB), compile flags per mode.
 DEPTH=500000
 MEMLIM=3072
-CC_SAFETY="-O2 -w -DSAFETY -DMEMLIM=$MEMLIM"
-CC_LTL="-O2 -w -DNFAIR=8 -DMEMLIM=$MEMLIM"       # acceptance cycles + weak fairness
-CC_CLAIM="-O2 -w -DMEMLIM=$MEMLIM"               # a safety never claim (the witnesses)
+# Runs that must explore everything are compiled with -O2; runs that stop at their first error
+# (twins, witnesses) with -O0, which compiles pan.c several times faster.
+CC_SAFETY="-w -DSAFETY -DMEMLIM=$MEMLIM"
+CC_LTL="-w -DNFAIR=8 -DMEMLIM=$MEMLIM"           # acceptance cycles + weak fairness
+CC_CLAIM="-w -DMEMLIM=$MEMLIM"                   # a safety never claim (the witnesses)
+# the longest runs start first, so that the two job slots finish together
+EXEC_FIRST="s2 s1 p4 p3 p2 p1 r3"
 
 # One row per run:
 #  id | model | spin -D flags | mode | expect | property | reason (ERE the first error must match)
@@ -101,6 +105,7 @@ run_row() { # row
     ltl)    ccflags="$CC_LTL";    panflags="-a -f -m$DEPTH" ;;
     claim)  ccflags="$CC_CLAIM";  panflags="-a -m$DEPTH" ;;
   esac
+  case "$expect" in pass) ccflags="-O2 $ccflags" ;; *) ccflags="-O0 $ccflags" ;; esac
   cp "$HERE/$model" "$dir/"
   local start end
   start=$(date +%s.%N)
@@ -127,13 +132,13 @@ run_row() { # row
 }
 
 # ---- evaluate one row -----------------------------------------------------------------------
-# prints: verdict|result text|states|depth|time
+# prints: verdict, result text, states, depth, time (tab-separated)
 eval_row() {
   local id model flags mode expect prop reason dir st errs states depth ptime first incomplete
   IFS='|' read -r id model flags mode expect prop reason <<<"$1"
   dir="$WORK/$id"
   st=$(cat "$dir/status" 2>/dev/null || echo "NOT_RUN")
-  if [ "$st" != done ]; then echo "BAD|$st (see $dir)|-|-|-"; return; fi
+  if [ "$st" != done ]; then printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "$st (see $dir)" "-" "-" "-"; return; fi
   errs=$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$dir/pan.out" | head -1)
   states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$dir/pan.out" | head -1)
   depth=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' "$dir/pan.out" | head -1)
@@ -143,7 +148,7 @@ eval_row() {
   grep -q 'reached -DMEMLIM bound' "$dir/pan.out" && incomplete="memory bound reached"
   grep -q 'max search depth too small' "$dir/pan.out" && incomplete="depth bound reached"
   grep -qi 'out of memory' "$dir/pan.out" && incomplete="out of memory"
-  [ -z "$errs" ] && { echo "BAD|pan gave no result (see $dir/pan.out)|-|-|-"; return; }
+  [ -z "$errs" ] && { printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "pan gave no result (see $dir/pan.out)" "-" "-" "-"; return; }
   [ -z "$ptime" ] && ptime="-"
   local replay=""
   if [ -f "$dir/replay.out" ]; then
@@ -153,14 +158,14 @@ eval_row() {
   fi
   case "$expect" in
   pass)
-    if [ "$errs" = 0 ] && [ -z "$incomplete" ]; then echo "OK|verified, 0 errors|$states|$depth|$ptime"
-    elif [ -n "$incomplete" ]; then echo "BAD|search incomplete: $incomplete|$states|$depth|$ptime"
-    else echo "BAD|VIOLATED: $first (trail $dir)|$states|$depth|$ptime"; fi ;;
+    if [ "$errs" = 0 ] && [ -z "$incomplete" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "OK" "verified, 0 errors" "$states" "$depth" "$ptime"
+    elif [ -n "$incomplete" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "search incomplete: $incomplete" "$states" "$depth" "$ptime"
+    else printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "VIOLATED: $first (trail $dir)" "$states" "$depth" "$ptime"; fi ;;
   fail|nonprop)
     if [ "$errs" != 0 ] && echo "$first" | grep -Eq -- "$reason"; then
-      echo "OK|refuted: $first${replay:+ (trail: $replay steps)}|$states|$depth|$ptime"
-    elif [ "$errs" != 0 ]; then echo "BAD|refuted for another reason: $first|$states|$depth|$ptime"
-    else echo "BAD|NOT REFUTED: the ${expect/fail/twin} passed${incomplete:+ ($incomplete)}|$states|$depth|$ptime"; fi ;;
+      printf '%s\t%s\t%s\t%s\t%s\n' "OK" "refuted: $first${replay:+ (trail: $replay steps)}" "$states" "$depth" "$ptime"
+    elif [ "$errs" != 0 ]; then printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "refuted for another reason: $first" "$states" "$depth" "$ptime"
+    else printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "NOT REFUTED: the ${expect/fail/twin} passed${incomplete:+ ($incomplete)}" "$states" "$depth" "$ptime"; fi ;;
   witness)
     if [ "$errs" != 0 ] && echo "$first" | grep -q 'assertion violated'; then
       # the ghost counter's value at the end of the replayed trail
@@ -169,11 +174,11 @@ eval_row() {
       k=$(echo "$flags" | sed -n 's/.*-DWITNESS_K=\([0-9]*\).*/\1/p')
       val=$(grep -E "^[[:space:]]+$var = [0-9]+" "$dir/replay.out" | tail -1 | sed 's/.*= //')
       if [ -n "$val" ] && [ "$val" -ge "$k" ]; then
-        echo "OK|found: $var = $val at once (trail: ${replay:-?} steps)|$states|$depth|$ptime"
+        printf '%s\t%s\t%s\t%s\t%s\n' "OK" "found: $var = $val at once (trail: ${replay:-?} steps)" "$states" "$depth" "$ptime"
       else
-        echo "BAD|claim refuted but the replay does not show $var >= $k (got '${val}')|$states|$depth|$ptime"
+        printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "claim refuted but the replay does not show $var >= $k (got '${val}')" "$states" "$depth" "$ptime"
       fi
-    else echo "BAD|NO WITNESS: the claim held, no parallel trail|$states|$depth|$ptime"; fi ;;
+    else printf '%s\t%s\t%s\t%s\t%s\n' "BAD" "NO WITNESS: the claim held, no parallel trail" "$states" "$depth" "$ptime"; fi ;;
   esac
 }
 
@@ -186,7 +191,14 @@ for row in "${ROWS[@]}"; do
 done
 
 echo "verify: ${#selected[@]} Spin runs, $JOBS at a time; work dir $WORK" >&2
+ordered=()
+for first in $EXEC_FIRST; do
+  for row in "${selected[@]}"; do [ "${row%%|*}" = "$first" ] && ordered+=("$row"); done
+done
 for row in "${selected[@]}"; do
+  case " $EXEC_FIRST " in *" ${row%%|*} "*) ;; *) ordered+=("$row") ;; esac
+done
+for row in "${ordered[@]}"; do
   if [ "$JOBS" -gt 1 ]; then
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
     run_row "$row" &
@@ -197,25 +209,21 @@ done
 wait
 
 # ---- table ----------------------------------------------------------------------------------
+# Both formats are written to the work dir (table.txt, table.md); stdout gets one of them.
 status=0
-if [ "$MD" = 1 ]; then
-  echo "| model | check | property | expected | result | states stored | depth | time (s) |"
-  echo "|---|---|---|---|---|---:|---:|---:|"
-else
-  printf '%-11s %-58s %-9s %-7s %-62s %12s %7s %8s\n' model "check (spin -D flags)" expected verdict result "states" depth "time(s)"
-fi
+TXT="$WORK/table.txt"; MDF="$WORK/table.md"
+printf '%-11s %-70s %-9s %-7s %-66s %10s %6s %7s\n' model "check (spin -D flags)" expected verdict result "states" depth "time(s)" >"$TXT"
+{ echo "| model | check | property | expected | result | states stored | depth | time (s) |"
+  echo "|---|---|---|---|---|---:|---:|---:|"; } >"$MDF"
 for row in "${selected[@]}"; do
   IFS='|' read -r id model flags mode expect prop reason <<<"$row"
-  IFS='|' read -r verdict result states depth ptime <<<"$(eval_row "$row")"
+  IFS=$'\t' read -r verdict result states depth ptime <<<"$(eval_row "$row")"
   [ "$verdict" = OK ] || status=1
   shown=$(echo "${flags%%+*}" | sed 's/-D//g; s/  */ /g; s/ $//')
   [ -z "$shown" ] && shown="(default)"
   exp=$expect; [ "$exp" = nonprop ] && exp="violated"; [ "$exp" = fail ] && exp="refuted"
-  if [ "$MD" = 1 ]; then
-    echo "| $model | \`$shown\` ($mode) | $prop | $exp | $verdict: $result | $states | $depth | $ptime |"
-  else
-    printf '%-11s %-58s %-9s %-7s %-62s %12s %7s %8s\n' "$model" "$mode: $shown" "$exp" "$verdict" "${result:0:62}" "$states" "$depth" "$ptime"
-  fi
+  printf '%-11s %-70s %-9s %-7s %-66s %10s %6s %7s\n' "$model" "$mode: $shown" "$exp" "$verdict" "${result:0:66}" "$states" "$depth" "$ptime" >>"$TXT"
+  echo "| $model | \`$shown\` ($mode) | $prop | $exp | $verdict: ${result//|/\\|} | $states | $depth | $ptime |" >>"$MDF"
 done
 
 # ---- drift check ----------------------------------------------------------------------------
@@ -225,13 +233,11 @@ if [ -z "$ONLY" ]; then
   else
     cverdict=BAD; cresult="$(tail -1 "$WORK/constants.out") (details: $WORK/constants.out)"; status=1
   fi
-  if [ "$MD" = 1 ]; then
-    echo "| (all) | \`check-constants.sh\` | models mirror the C constants, functions, twin flags | agree | $cverdict: $cresult | - | - | - |"
-  else
-    printf '%-11s %-58s %-9s %-7s %s\n' "(all)" "check-constants.sh (verify/sync.txt)" agree "$cverdict" "$cresult"
-  fi
-  [ "$cverdict" = OK ] || sed -n '1,40p' "$WORK/constants.out"
+  printf '%-11s %-70s %-9s %-7s %s\n' "(all)" "check-constants.sh (verify/sync.txt)" agree "$cverdict" "$cresult" >>"$TXT"
+  echo "| (all) | \`check-constants.sh\` | models mirror the C constants, functions, twin flags, patterns (verify/sync.txt) | agree | $cverdict: $cresult | - | - | - |" >>"$MDF"
 fi
+if [ "$MD" = 1 ]; then cat "$MDF"; else cat "$TXT"; fi
+[ -z "$ONLY" ] && [ "$cverdict" != OK ] && sed -n '1,40p' "$WORK/constants.out"
 
 T1=$(date +%s.%N)
 total=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f", b - a }')

@@ -64,9 +64,10 @@
  *
  * Left out: op payloads and errors (s->error); timing events (CPU_OP_RECORD and the
  * generation check); graph capture (s->capturing, CPU_OP_GRAPH: a captured graph replays
- * its ops inside one op; a wait inside a graph is not modelled); stream destruction / worker stop; the ring is 2 ops deep here (the C
- * ring holds MTI_CPU_RING_CAP = 256; 2 makes the ring-full path reachable); sync mode
- * YIELD (same as SPIN here); pthread spurious wake-ups (every C wait loops, so they only
+ * its ops inside one op; a wait op inside a graph is not modelled) and CPU_OP_NN (ops that
+ * just run, like the kernels here); stream destruction / worker stop; the ring is 2 ops
+ * deep here (the C ring holds MTI_CPU_RING_CAP = 256; 2 makes the ring-full path
+ * reachable); sync mode YIELD (same as SPIN here); pthread spurious wake-ups (every C wait loops, so they only
  * add retries); memory ordering (Spin is sequentially consistent; `completed` is the
  * release/acquire mirror of head and is read here as head).
  */

@@ -48,6 +48,9 @@ struct mti_backend_device_i {
      * plain aligned host memory) */
     mti_status (*host_alloc)(mti_backend_device *dev, size_t bytes, void **out);
     void (*host_free)(mti_backend_device *dev, void *ptr);
+    /* Whether ptr is host memory the device copies asynchronously (pinned). (optional: NULL
+     * means no host memory is special) */
+    bool (*host_is_pinned)(mti_backend_device *dev, const void *ptr);
 };
 
 struct mti_backend_stream_i {

@@ -38,7 +38,7 @@ struct mti_plan {
     float *buf[2];
     float *res[MTI_MODEL_MAX_DEPTH];
     float *qkv, *att, *tmp, *hid, *scores;
-    void *h_in, *h_out; /* pinned staging: the graph path only */
+    void *h_in, *h_out; /* pinned staging (GPU, exclusive streams) */
     mti_backend_graph *graph;
     int runs;
     bool no_graph;
@@ -93,6 +93,18 @@ static size_t carve(size_t *cursor, size_t floats)
     return at;
 }
 
+/* GPU plans of exclusive streams copy through pinned staging (the caller's memory may be
+ * pageable, and pageable copies serialise in the driver); a shared round-robin stream's plan
+ * is used by several threads at once, so it copies from the caller's memory directly. */
+static bool uses_staging(const struct mti_model *m)
+{
+    return m->rt->backend != MTI_BACKEND_CPU && m->rt->params.assign == MTI_ASSIGN_EXCLUSIVE;
+}
+
+/* Above this size, a request whose input and output are already pinned copies from and to
+ * them directly: two host memcpy of a large batch cost more than the graph saves. */
+#define DIRECT_COPY_MIN_BYTES (256u << 10)
+
 static bool wants_graph(const struct mti_model *m, struct mti_stream *s)
 {
     return m->use_graphs && m->rt->backend != MTI_BACKEND_CPU &&
@@ -139,7 +151,8 @@ static mti_status plan_create(struct mti_model *m, struct mti_stream *s, int bat
         p->hid = base + o_hid;
         p->scores = base + o_scores;
     }
-    if (wants_graph(m, s)) {
+    p->no_graph = !wants_graph(m, s);
+    if (uses_staging(m)) {
         MTI_CHECK_GOTO(mti_host_alloc(m->rt, rows * d->in_features * sizeof(float), &p->h_in), st,
                        fail);
         MTI_CHECK_GOTO(mti_host_alloc(m->rt, rows * d->out_features * sizeof(float), &p->h_out), st,
@@ -334,7 +347,7 @@ static mti_status encode_forward(struct mti_model *m, struct mti_stream *s, stru
 
 /* ---- requests ------------------------------------------------------------------------------- */
 
-/* The graph path's request body: staging -> device, forward, device -> staging. */
+/* A staged request body (eager or captured): staging -> device, forward, device -> staging. */
 static mti_status encode_staged(struct mti_model *m, struct mti_stream *s, struct mti_plan *p)
     MTI_REQUIRES(s->record_lock)
 {
@@ -383,7 +396,10 @@ mti_status mti__plan_infer(struct mti_model *m, int batch, int seq, const float 
     size_t in_bytes = p->rows * d->in_features * sizeof(float);
     size_t out_bytes = p->rows * d->out_features * sizeof(float);
     mti_status st;
-    if (p->h_in) {
+    bool staged = p->h_in && !(in_bytes + out_bytes >= DIRECT_COPY_MIN_BYTES &&
+                                mti__host_is_pinned(m->rt, input) &&
+                                mti__host_is_pinned(m->rt, output));
+    if (staged) {
         memcpy(p->h_in, input, in_bytes);
         mti__encode_begin(s);
         st = encode_graph_request(m, s, p);
@@ -406,7 +422,7 @@ mti_status mti__plan_infer(struct mti_model *m, int batch, int seq, const float 
     /* Always wait: submitted work may reference the caller's buffers. */
     mti_status sync = mti__stream_sync(s);
     if (st == MTI_OK) st = sync;
-    if (st == MTI_OK && p->h_out) memcpy(output, p->h_out, out_bytes);
+    if (st == MTI_OK && staged) memcpy(output, p->h_out, out_bytes);
     return st;
 }
 

@@ -175,7 +175,7 @@ static void unsafe_init(void)
     unsafe_mode = v && strcmp(v, "1") == 0;
 }
 
-bool mti__unsafe_no_record_lock(void)
+bool mti__unsafe_stress(void)
 {
 #ifdef MTI_STRESS_UNSAFE
     pthread_once(&unsafe_once, unsafe_init);

@@ -14,10 +14,13 @@
  *   stream_error  queued work runs but reports an error, returned by the next synchronize
  *                 (CPU backend: backend/cpu/cpu-stream.c)
  *
- * Built with -DMTI_STRESS_UNSAFE, MTI_UNSAFE_NO_RECORD_LOCK() is true when the environment has
+ * Built with -DMTI_STRESS_UNSAFE, MTI_UNSAFE_STRESS() is true when the environment has
  * MTI_STRESS_UNSAFE=1: the recording section (serialization policy and the stream's record
- * lock) is skipped, so threads sharing a stream interleave their submits. That is the bug the
- * record lock exists to prevent; `mtinfer stress --unsafe` must catch it (FAIL or CRASH).
+ * lock) is skipped, so threads sharing a stream interleave their submits, and on the CPU
+ * backend the executor token is ignored, so two threads may run one stream's ops at once.
+ * Those are the bugs the record lock and the token exist to prevent (the seeds' "two
+ * encoders on one command buffer"); `mtinfer stress --unsafe` must catch them (FAIL, CRASH
+ * or HANG, never PASS).
  * Never define either flag in a release build.
  */
 #ifndef MTI_RUNTIME_FAULT_H
@@ -61,11 +64,11 @@ mti_status mti__fault_error(mti_status status, const char *what);
 #endif
 
 /* The negative control: whether recording sections are bypassed (see above). */
-bool mti__unsafe_no_record_lock(void);
+bool mti__unsafe_stress(void);
 #ifdef MTI_STRESS_UNSAFE
-#define MTI_UNSAFE_NO_RECORD_LOCK() MTI_UNLIKELY(mti__unsafe_no_record_lock())
+#define MTI_UNSAFE_STRESS() MTI_UNLIKELY(mti__unsafe_stress())
 #else
-#define MTI_UNSAFE_NO_RECORD_LOCK() 0
+#define MTI_UNSAFE_STRESS() 0
 #endif
 
 #endif

@@ -86,6 +86,9 @@ void mti__encode_end(struct mti_stream *s) MTI_RELEASE(s->record_lock);
 /* Takes a stream for a thread under the runtime's assignment and exhaustion policies. */
 mti_status mti__runtime_acquire(struct mti_runtime *rt, struct mti_stream **out);
 
+/* Whether ptr is pinned host memory of rt's first device (false on the CPU backend). */
+bool mti__host_is_pinned(struct mti_runtime *rt, const void *ptr);
+
 /* thread-cache.c */
 mti_status mti__thread_stream(struct mti_runtime *rt, struct mti_stream **out);
 /* Forgets the calling thread's cached slot of s, if it is one; true when it was. */

@@ -70,7 +70,7 @@ static void sem_up(struct mti_sem *sem) MTI_EXCLUDES(sem->lock)
  * it can, and the declaration in runtime-internal.h states it. */
 void mti__encode_begin(struct mti_stream *s) MTI_NO_TSA
 {
-    if (MTI_UNSAFE_NO_RECORD_LOCK())
+    if (MTI_UNSAFE_STRESS())
         return; /* the stress negative control only (MTI_STRESS_UNSAFE builds, fault.h) */
     struct mti_runtime *rt = s->dev->rt;
     if (rt->params.serialization == MTI_SERIAL_GLOBAL)
@@ -82,7 +82,7 @@ void mti__encode_begin(struct mti_stream *s) MTI_NO_TSA
 
 void mti__encode_end(struct mti_stream *s) MTI_NO_TSA
 {
-    if (MTI_UNSAFE_NO_RECORD_LOCK())
+    if (MTI_UNSAFE_STRESS())
         return; /* the stress negative control only (MTI_STRESS_UNSAFE builds, fault.h) */
     struct mti_runtime *rt = s->dev->rt;
     mti_mutex_unlock(&s->record_lock);
@@ -370,6 +370,12 @@ void mti_host_free(mti_runtime_t rt, void *ptr)
         bdev->iface->host_free(bdev, ptr);
     else
         free(ptr);
+}
+
+bool mti__host_is_pinned(struct mti_runtime *rt, const void *ptr)
+{
+    mti_backend_device *bdev = rt->devices[0].bdev;
+    return bdev->iface->host_is_pinned && bdev->iface->host_is_pinned(bdev, ptr);
 }
 
 /* ---- graphs ----------------------------------------------------------------------------- */

@@ -162,6 +162,18 @@ static void host_free(mti_backend_device *bd, void *ptr)
         MTI_CUDA_NOTE(mti__cuda_dev(bd), cudaFreeHost(ptr));
 }
 
+/* cudaPointerGetAttributes costs about a microsecond: callers ask only for large copies. */
+static bool host_is_pinned(mti_backend_device *bd, const void *ptr)
+{
+    struct cudaPointerAttributes attr;
+    if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
+        cudaGetLastError(); /* not an error worth keeping: plain pageable memory */
+        return false;
+    }
+    (void)bd;
+    return attr.type == cudaMemoryTypeHost;
+}
+
 /* ---- discovery and open -------------------------------------------------------------------- */
 
 static void device_destroy(mti_backend_device *bd)
@@ -178,6 +190,7 @@ static const struct mti_backend_device_i cuda_device_iface = {
     .mem_free = mem_free,
     .host_alloc = host_alloc,
     .host_free = host_free,
+    .host_is_pinned = host_is_pinned,
 };
 
 /* Oldest architecture this build has code for (sm_90 SASS + compute_80 PTX). */
