@@ -408,4 +408,5 @@ void mti_error_stats_compute(const float *out, const double *ref, size_t count,
 #ifdef __cplusplus
 }
 #endif
+#include "mtinfer/batcher.h"
 #endif /* MTINFER_H */

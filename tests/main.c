@@ -13,6 +13,8 @@ int run_alloc_tests(void);
 int run_fork_tests(void);
 int run_model_tests(void);
 int run_model_bad_tests(void);
+int run_batch_tests(void);
+int run_stress_tests(void);
 
 int main(void)
 {
@@ -28,6 +30,8 @@ int main(void)
     failed += run_fork_tests();
     failed += run_model_tests();
     failed += run_model_bad_tests();
+    failed += run_batch_tests();
+    failed += run_stress_tests();
     printf("mtinfer tests: %s (%d failed)\n", failed ? "FAILED" : "all passed", failed);
     return failed ? 1 : 0;
 }

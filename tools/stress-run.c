@@ -42,6 +42,7 @@
 #define INPUTS_PER_SHAPE 3
 #define EXHAUST_POOL 4
 #define EXHAUST_WAIT_MS 1
+#define EXHAUST_HOLD_US 300
 #define CHURN_REQUESTS 4
 #define MAX_SAMPLES 4096
 
@@ -366,8 +367,11 @@ static void *request_main(void *p)
         }
         verify(x, w->id, done, e, out);
         done++;
-        if (x->c->scenario == SC_EXHAUST && done % 4 == 0)
-            release_slot(x);
+        if (x->c->scenario == SC_EXHAUST) {
+            sleep_us(EXHAUST_HOLD_US); /* a slow client holding its slot: others must wait */
+            if (done % 4 == 0)
+                release_slot(x);
+        }
     }
     free(out);
     return NULL;

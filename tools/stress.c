@@ -82,7 +82,8 @@ static void usage(FILE *out)
         "                   fault-injection builds)\n"
         "                   churn: --churn short-lived threads (default 200), --wave at a time\n"
         "                   (default 25); exhaust: 16 threads on a pool of 4 slots, wait policy\n"
-        "                   5 ms, slots released every 2 requests; mixed: batch 1,2,3,5,8,16;\n"
+        "                   1 ms, each holds its slot 4 requests (0.3 ms pause after each), so\n"
+        "                   waits time out; mixed: batch 1,2,3,5,8,16;\n"
         "                   two-models: a second model (--model2, default an MLP with GELU);\n"
         "                   handoff: producer/consumer pairs, mti_model_infer_async on device\n"
         "                   buffers, ordered by events; faults: MTI_FAULT plan --faults SPEC;\n"
@@ -517,6 +518,13 @@ int mti_cli_stress(int argc, char **argv)
     if (unsafe) {
         fprintf(stderr, "mtinfer stress: --unsafe is the negative control of test builds only "
                         "(make VARIANT=-DMTI_STRESS_UNSAFE); this build does not have it\n");
+        return 2;
+    }
+#endif
+#ifndef MTI_FAULT_INJECTION
+    if (getenv("MTI_FAULT") && *getenv("MTI_FAULT")) {
+        fprintf(stderr, "mtinfer stress: MTI_FAULT is set but this build has no fault hooks "
+                        "(make VARIANT=-DMTI_FAULT_INJECTION)\n");
         return 2;
     }
 #endif

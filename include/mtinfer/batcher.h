@@ -93,12 +93,16 @@ typedef struct mti_batch_opts {
 mti_status mti_batcher_create(mti_model_t model, const mti_batcher_params *params,
                               mti_batcher_t *out);
 
-/* Stops the batcher: new calls get MTI_ERR_STOPPED; requests already in a forming batch run
+/* Stops the batcher: later calls get MTI_ERR_STOPPED; requests already in a forming batch run
  * and get their answers; requests still waiting for a batch slot and callers blocked by the
  * full policy get MTI_ERR_STOPPED. Returns after every request has been answered, every
- * callback has returned and every thread has left the batcher's calls; then frees it.
- * Request handles stay valid until released. Must not race with new calls that start after it
- * (callers inside a call when it starts are fine). NULL is a no-op. */
+ * callback has returned and every thread has left the batcher's calls. Idempotent; thread-safe
+ * (not from a callback). The batcher stays allocated: calls made after stop are safe. */
+void mti_batcher_stop(mti_batcher_t b);
+
+/* mti_batcher_stop, then frees the batcher and returns its streams to the pool. No call may
+ * start after it begins (use mti_batcher_stop first when other threads may still call).
+ * Request handles stay valid until released. NULL is a no-op. */
 void mti_batcher_destroy(mti_batcher_t b);
 
 /* One sample: input is one row (input_features floats, or seq*d_model), output gets one row

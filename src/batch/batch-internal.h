@@ -1,5 +1,5 @@
 /*
- * Batcher internals shared by src/batch/*.c and the tests: the lock-free latency histogram
+ * Batcher internals shared by the files of src/batch and the tests: the lock-free latency histogram
  * (batch-stats.c) and test hooks. Nothing here is public API.
  */
 #ifndef MTI_BATCH_INTERNAL_H

@@ -187,10 +187,6 @@ static void bump_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *sleepers)
     if (mti_atomic_load_seq_cst(sleepers) > 0) futex_wake_all(word);
 }
 
-/* Releases b->lock, then wakes overflow waiters if pump moved some (no syscall under it). */
-struct mti_batcher;
-static void unlock_wake(struct mti_batcher *b);
-
 /* Waits until *word != seen (acquire) or until deadline_ns (0: none); spins spin_us first.
  * Returns false on timeout. */
 static bool wait_word(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint32_t seen,
@@ -219,7 +215,8 @@ static bool wait_word(_Atomic uint32_t *word, _Atomic uint32_t *sleepers, uint32
     }
 }
 
-static void unlock_wake(struct mti_batcher *b) MTI_NO_TSA
+/* Releases b->lock, then wakes overflow waiters if pump moved some (no syscall under it). */
+static void unlock_wake(struct mti_batcher *b) MTI_RELEASE(b->lock) MTI_NO_TSA
 {
     bool wake = b->ovf_moved;
     b->ovf_moved = false;
@@ -1161,7 +1158,7 @@ fail_lock:
     return st;
 }
 
-void mti_batcher_destroy(mti_batcher_t b)
+void mti_batcher_stop(mti_batcher_t b)
 {
     if (!b) return;
     struct mti_batch_request *failed = NULL;
@@ -1201,6 +1198,14 @@ void mti_batcher_destroy(mti_batcher_t b)
         struct timespec dl = mti_deadline_after_ms(1);
         mti_cond_wait_until(&b->space_cv, &b->lock, &dl);
     }
+    unlock_wake(b);
+}
+
+void mti_batcher_destroy(mti_batcher_t b)
+{
+    if (!b) return;
+    mti_batcher_stop(b);
+    mti_mutex_lock(&b->lock);
     b->svc_exit = true;
     mti_cond_signal(&b->svc_cv);
     unlock_wake(b);

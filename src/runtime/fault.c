@@ -104,9 +104,13 @@ static mti_status apply(const char *spec)
                               "alloc|submit|stream_error, N >= 1, K >= 1",
                               (int)len, p);
         }
-        mti_atomic_store_relaxed(&plans[kind].first, vals[0]);
+        /* Armed last, right after the counter restarts, so hooks running on other threads
+         * meanwhile (tests arm a plan while a bystander runs) cannot skip past N. */
         mti_atomic_store_relaxed(&plans[kind].count, vals[1]);
         mti_atomic_store_relaxed(&plans[kind].period, vals[2]);
+        mti_atomic_store_relaxed(&plans[kind].seen, 0);
+        mti_atomic_store_relaxed(&plans[kind].fired, 0);
+        mti_atomic_store_relaxed(&plans[kind].first, vals[0]);
         p = comma ? comma + 1 : p + len;
     }
     if (spec && *spec && !mti__fault_enabled()) {
