@@ -184,7 +184,9 @@ mti_status mti_stream_acquire(mti_runtime_t rt, mti_stream_t *out);
 
 /* Waits for the stream's queued work, then returns the slot to the pool. Also releases the
  * thread-local slot of mti_stream_get_current early. Returns the stream's pending error, if
- * any (the slot is returned either way). */
+ * any (the slot is returned either way); MTI_ERR_INVALID_ARGUMENT for a slot that is not held
+ * (released twice). The handle names the slot: do not use it after releasing it. The pool is
+ * not FIFO: under contention a woken waiter may lose a slot to a newcomer. */
 mti_status mti_stream_release(mti_stream_t stream);
 
 /* Blocks until all work submitted so far has finished. Returns (and clears) the first error

@@ -13,6 +13,7 @@ twins=(
   "MTI_BROKEN_POOL_LOST_WAKEUP          pool__waiter_is_woken_by_release_wait_policy"
   "MTI_BROKEN_ALLOC_NO_EVENT            stream__producer_consumer_events_and_buffer_reuse"
   "MTI_BROKEN_STREAM_NO_TOKEN           stream__ops_run_in_order_one_at_a_time_under_concurrent_waiters"
+  "MTI_BROKEN_BATCH_FREE_BEFORE_READ    batch__exactly_once_under_heavy_concurrency"
 )
 
 status=0

@@ -312,6 +312,26 @@ static void pool__waiter_is_woken_by_release_block_policy(void **state)
     check_waiter_woken(MTI_POOL_BLOCK);
 }
 
+/* A second release of a slot nobody re-acquired is refused (it would otherwise free the slot
+ * of whoever takes it next). A stream handle names its slot, so a release after someone else
+ * re-acquired the same slot cannot be told apart from theirs: callers must not do that. */
+static void pool__double_release_is_refused(void **state)
+{
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_FAIL, 0);
+    mti_stream_t a, b, c;
+    REQUIRE_OK(mti_stream_acquire(rt, &a));
+    REQUIRE_OK(mti_stream_release(a));
+    REQUIRE_STATUS(mti_stream_release(a), MTI_ERR_INVALID_ARGUMENT);
+    /* The pool is intact: both slots can be held, and only two. */
+    REQUIRE_OK(mti_stream_acquire(rt, &b));
+    REQUIRE_OK(mti_stream_acquire(rt, &c));
+    CHECK_OP(mti_stream_slot(b), !=, mti_stream_slot(c));
+    REQUIRE_STATUS(mti_stream_acquire(rt, &a), MTI_ERR_POOL_EXHAUSTED);
+    REQUIRE_OK(mti_stream_release(b));
+    REQUIRE_OK(mti_stream_release(c));
+    mti_runtime_destroy(rt);
+}
+
 /* ---- round-robin sharing (the seeds' final design) ---------------------------------------- */
 
 static void pool__round_robin_shares_streams_safely(void **state)
@@ -350,6 +370,7 @@ static const struct CMUnitTest pool_tests[] = {
     cmocka_unit_test(pool__exhaustion_wait_honours_the_timeout),
     cmocka_unit_test(pool__waiter_is_woken_by_release_wait_policy),
     cmocka_unit_test(pool__waiter_is_woken_by_release_block_policy),
+    cmocka_unit_test(pool__double_release_is_refused),
     cmocka_unit_test(pool__round_robin_shares_streams_safely),
 };
 int run_pool_tests(void)

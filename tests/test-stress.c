@@ -47,8 +47,7 @@ static void expected(mti_model_t m, const float in[4], float out[3])
 static int same(const float *a, const float *b, int n)
 {
     for (int i = 0; i < n; i++)
-        if (!(fabsf(a[i] - b[i]) <= 1e-5f * (1.0f + fabsf(b[i]))))
-            return 0;
+        if (!(fabsf(a[i] - b[i]) <= 1e-5f * (1.0f + fabsf(b[i])))) return 0;
     return 1;
 }
 
@@ -70,8 +69,7 @@ static void *bystander_main(void *p)
             out[i] = NAN;
         mti_status st = mti_model_infer(b->m, 1, 0, in, 4, out, 3);
         if (st != MTI_OK) {
-            if (!b->failed++)
-                b->first_error = st;
+            if (!b->failed++) b->first_error = st;
         } else if (!same(out, want, 3)) {
             b->wrong++;
         }
@@ -102,7 +100,8 @@ static void check_baseline_and_usable(mti_runtime_t rt)
 
 /* Runs `requests` requests on this thread with spec armed while a bystander runs; returns how
  * many of this thread's requests failed (with status want_err); the rest must be correct. */
-static int run_with_fault(const char *spec, mti_status want_err, int requests, int *bystander_failed)
+static int run_with_fault(const char *spec, mti_status want_err, int requests,
+                          int *bystander_failed)
 {
     mti_runtime_t rt = make_test_runtime(4, MTI_POOL_BLOCK, 0);
     mti_alloc_stats a;
@@ -138,8 +137,9 @@ static int run_with_fault(const char *spec, mti_status want_err, int requests, i
         sleep_ms(1);
     atomic_store(&b.stop, 1);
     pthread_join(th, NULL);
-    fprintf(stderr, "# %s: fired alloc %llu submit %llu stream_error %llu; failed here %d, "
-                    "beside %d of %d\n",
+    fprintf(stderr,
+            "# %s: fired alloc %llu submit %llu stream_error %llu; failed here %d, "
+            "beside %d of %d\n",
             spec, (unsigned long long)mti__fault_fired(MTI_FAULT_ALLOC),
             (unsigned long long)mti__fault_fired(MTI_FAULT_SUBMIT),
             (unsigned long long)mti__fault_fired(MTI_FAULT_STREAM_ERROR), failed, b.failed,
@@ -153,10 +153,9 @@ static int run_with_fault(const char *spec, mti_status want_err, int requests, i
     return failed;
 }
 
-#define SKIP_UNLESS_FAULTS()                                                                     \
-    do {                                                                                         \
-        if (!mti__fault_enabled() || test_backend() != MTI_BACKEND_CPU)                          \
-            skip();                                                                              \
+#define SKIP_UNLESS_FAULTS()                                                                       \
+    do {                                                                                           \
+        if (!mti__fault_enabled() || test_backend() != MTI_BACKEND_CPU) skip();                    \
     } while (0)
 
 static void stress__fault_spec_is_parsed_strictly(void **state)

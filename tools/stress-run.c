@@ -36,15 +36,14 @@
 #define TRY(expr)                                                                                  \
     do {                                                                                           \
         mti_status try_st_ = (expr);                                                               \
-        if (try_st_ != MTI_OK)                                                                     \
-            return try_st_;                                                                        \
+        if (try_st_ != MTI_OK) return try_st_;                                                     \
     } while (0)
 #define INPUTS_PER_SHAPE 3
-#define EXHAUST_POOL 4
-#define EXHAUST_WAIT_MS 1
-#define EXHAUST_HOLD_US 300
-#define CHURN_REQUESTS 4
-#define MAX_SAMPLES 4096
+#define EXHAUST_POOL     4
+#define EXHAUST_WAIT_MS  1
+#define EXHAUST_HOLD_US  300
+#define CHURN_REQUESTS   4
+#define MAX_SAMPLES      4096
 
 static const int mixed_batches[] = {1, 2, 3, 5, 8, 16};
 
@@ -103,9 +102,9 @@ static uint64_t splitmix(uint64_t *s)
 
 const char *stress_scenario_name(enum stress_scenario s)
 {
-    static const char *const names[SC_COUNT] = {"threads", "churn",  "exhaust",
+    static const char *const names[SC_COUNT] = {"threads", "churn",      "exhaust",
                                                 "mixed",   "two-models", "handoff",
-                                                "faults",  "cancel", "unsafe"};
+                                                "faults",  "cancel",     "unsafe"};
     return s < SC_COUNT ? names[s] : "?";
 }
 
@@ -134,12 +133,10 @@ static void classify(const struct run *x, int id, const struct entry *want, cons
         const struct dataset *d = &x->ds[j];
         for (int k = 0; k < d->n; k++) {
             const struct entry *e = &d->e[k];
-            if (e == want || e->out_n != want->out_n || !e->ref)
-                continue;
+            if (e == want || e->out_n != want->out_n || !e->ref) continue;
             if (close_enough(x, out, e->ref, e->out_n, &es)) {
                 snprintf(buf, size, "%s: equals the answer to %s %d's input %d",
-                         j == id ? "stale" : "cross-talk", j == id ? "its own" : "identity", j,
-                         k);
+                         j == id ? "stale" : "cross-talk", j == id ? "its own" : "identity", j, k);
                 return;
             }
         }
@@ -147,12 +144,12 @@ static void classify(const struct run *x, int id, const struct entry *want, cons
     snprintf(buf, size, "garbage (%zu of %zu outputs NaN)", nan, want->out_n);
 }
 
-static void note_first_bad(struct run *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_first_bad(struct run *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void note_first_bad(struct run *x, const char *fmt, ...)
 {
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&x->r->first_bad_claimed, &expected, 1))
-        return;
+    if (!atomic_compare_exchange_strong(&x->r->first_bad_claimed, &expected, 1)) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(x->r->first_bad, sizeof x->r->first_bad, fmt, ap);
@@ -164,8 +161,7 @@ static int verify(struct run *x, int id, int req, const struct entry *e, const f
 {
     atomic_fetch_add(&x->r->requests, 1);
     mti_error_stats es;
-    if (close_enough(x, out, e->ref, e->out_n, &es))
-        return 1;
+    if (close_enough(x, out, e->ref, e->out_n, &es)) return 1;
     atomic_fetch_add(&x->r->mismatches, 1);
     if (!atomic_load(&x->r->first_bad_claimed)) {
         char what[160];
@@ -182,8 +178,7 @@ static int verify(struct run *x, int id, int req, const struct entry *e, const f
 static int on_error(struct run *x, int id, int req, mti_status st, const char *what)
 {
     int expected = 0;
-    if (x->c->scenario == SC_EXHAUST && st == MTI_ERR_TIMEOUT)
-        expected = 1;
+    if (x->c->scenario == SC_EXHAUST && st == MTI_ERR_TIMEOUT) expected = 1;
     if (x->c->scenario == SC_FAULTS && (st == MTI_ERR_OUT_OF_MEMORY || st == MTI_ERR_DEVICE))
         expected = 1;
     if (expected) {
@@ -191,15 +186,14 @@ static int on_error(struct run *x, int id, int req, mti_status st, const char *w
         return 1;
     }
     atomic_fetch_add(&x->r->errors, 1);
-    note_first_bad(x, "identity %d request %d: %s -> %s (%s)", id, req, what,
-                   mti_status_string(st), mti_last_error_message());
+    note_first_bad(x, "identity %d request %d: %s -> %s (%s)", id, req, what, mti_status_string(st),
+                   mti_last_error_message());
     return 0;
 }
 
 static int keep_going(const struct run *x, int done, int quota)
 {
-    if (x->deadline > 0)
-        return now_s() < x->deadline;
+    if (x->deadline > 0) return now_s() < x->deadline;
     return done < quota;
 }
 
@@ -217,18 +211,15 @@ static mti_status entry_make(struct run *x, struct entry *e, int model, int batc
     e->out_n = rows * (size_t)mi->output_features;
     e->in = malloc(e->in_n * sizeof(float));
     e->ref = malloc(e->out_n * sizeof(double));
-    if (!e->in || !e->ref)
-        return MTI_ERR_OUT_OF_MEMORY;
+    if (!e->in || !e->ref) return MTI_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < e->in_n; i++)
         e->in[i] = (float)((splitmix(&seed) >> 40) * (1.0 / (1ull << 24)) * 2.0 - 1.0);
-    mti_status st = mti_model_reference(x->model[model], batch, x->seq, e->in, e->in_n, e->ref,
-                                        e->out_n);
-    if (st != MTI_OK || !chain)
-        return st;
+    mti_status st =
+        mti_model_reference(x->model[model], batch, x->seq, e->in, e->in_n, e->ref, e->out_n);
+    if (st != MTI_OK || !chain) return st;
     /* handoff: the consumer runs the model again on the producer's output */
     float *mid = malloc(e->out_n * sizeof(float));
-    if (!mid)
-        return MTI_ERR_OUT_OF_MEMORY;
+    if (!mid) return MTI_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < e->out_n; i++)
         mid[i] = (float)e->ref[i];
     st = mti_model_reference(x->model[model], batch, x->seq, mid, e->out_n, e->ref, e->out_n);
@@ -246,8 +237,7 @@ static mti_status dataset_make(struct run *x, int id)
     if (x->c->scenario == SC_MIXED) {
         for (size_t b = 0; b < sizeof mixed_batches / sizeof *mixed_batches; b++)
             for (int k = 0; k < 2; k++)
-                TRY(entry_make(x, &d->e[d->n++], 0, mixed_batches[b], base + b * 16 + k,
-                                         0));
+                TRY(entry_make(x, &d->e[d->n++], 0, mixed_batches[b], base + b * 16 + k, 0));
     } else if (x->c->scenario == SC_TWO_MODELS) {
         for (int k = 0; k < 2 * INPUTS_PER_SHAPE; k++)
             TRY(entry_make(x, &d->e[d->n++], k % 2, 1, base + k, 0));
@@ -277,36 +267,30 @@ static void *prep_main(void *p)
 static mti_status datasets_make(struct run *x)
 {
     x->ds = calloc((size_t)x->n_ids, sizeof *x->ds);
-    if (!x->ds)
-        return MTI_ERR_OUT_OF_MEMORY;
+    if (!x->ds) return MTI_ERR_OUT_OF_MEMORY;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int n = (int)(ncpu < 1 ? 1 : ncpu > 16 ? 16 : ncpu);
-    if (n > x->n_ids)
-        n = x->n_ids;
+    if (n > x->n_ids) n = x->n_ids;
     struct prep_arg args[16];
     pthread_t th[16];
     for (int i = 0; i < n; i++) {
         args[i] = (struct prep_arg){x, i, n, MTI_OK};
-        if (pthread_create(&th[i], NULL, prep_main, &args[i]) != 0)
-            return MTI_ERR_OUT_OF_MEMORY;
+        if (pthread_create(&th[i], NULL, prep_main, &args[i]) != 0) return MTI_ERR_OUT_OF_MEMORY;
     }
     mti_status st = MTI_OK;
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
-        if (args[i].st != MTI_OK)
-            st = args[i].st;
+        if (args[i].st != MTI_OK) st = args[i].st;
     }
     for (int id = 0; id < x->n_ids; id++)
         for (int k = 0; k < x->ds[id].n; k++)
-            if (x->ds[id].e[k].out_n > x->max_out)
-                x->max_out = x->ds[id].e[k].out_n;
+            if (x->ds[id].e[k].out_n > x->max_out) x->max_out = x->ds[id].e[k].out_n;
     return st;
 }
 
 static void datasets_free(struct run *x)
 {
-    if (!x->ds)
-        return;
+    if (!x->ds) return;
     for (int id = 0; id < x->n_ids; id++)
         for (int k = 0; k < x->ds[id].n; k++) {
             free(x->ds[id].e[k].in);
@@ -320,8 +304,8 @@ static void datasets_free(struct run *x)
 
 struct worker {
     struct run *x;
-    int id;     /* identity: which dataset */
-    int quota;  /* requests when not timed */
+    int id;    /* identity: which dataset */
+    int quota; /* requests when not timed */
     pthread_t th;
 };
 
@@ -335,8 +319,7 @@ static void fill_nan(float *out, size_t n)
 static void release_slot(struct run *x)
 {
     mti_stream_t s;
-    if (mti_stream_get_current(x->rt, &s) == MTI_OK)
-        mti_stream_release(s);
+    if (mti_stream_get_current(x->rt, &s) == MTI_OK) mti_stream_release(s);
 }
 
 static void *request_main(void *p)
@@ -345,8 +328,7 @@ static void *request_main(void *p)
     struct run *x = w->x;
     const struct dataset *d = &x->ds[w->id];
     float *out = malloc(x->max_out * sizeof(float));
-    if (x->use_barrier)
-        pthread_barrier_wait(&x->start);
+    if (x->use_barrier) pthread_barrier_wait(&x->start);
     if (!out) {
         on_error(x, w->id, 0, MTI_ERR_OUT_OF_MEMORY, "output buffer");
         return NULL;
@@ -355,22 +337,19 @@ static void *request_main(void *p)
     while (keep_going(x, done, w->quota)) {
         const struct entry *e = &d->e[attempt % d->n];
         fill_nan(out, e->out_n);
-        mti_status st = mti_model_infer(x->model[e->model], e->batch, e->seq, e->in, e->in_n, out,
-                                        e->out_n);
+        mti_status st =
+            mti_model_infer(x->model[e->model], e->batch, e->seq, e->in, e->in_n, out, e->out_n);
         attempt++;
         if (st != MTI_OK) {
-            if (!on_error(x, w->id, done, st, "mti_model_infer"))
-                break;
-            if (st == MTI_ERR_TIMEOUT)
-                sleep_us(200);
+            if (!on_error(x, w->id, done, st, "mti_model_infer")) break;
+            if (st == MTI_ERR_TIMEOUT) sleep_us(200);
             continue;
         }
         verify(x, w->id, done, e, out);
         done++;
         if (x->c->scenario == SC_EXHAUST) {
             sleep_us(EXHAUST_HOLD_US); /* a slow client holding its slot: others must wait */
-            if (done % 4 == 0)
-                release_slot(x);
+            if (done % 4 == 0) release_slot(x);
         }
     }
     free(out);
@@ -380,11 +359,9 @@ static void *request_main(void *p)
 static mti_status run_workers(struct run *x, int n, int id0, int quota)
 {
     struct worker *w = calloc((size_t)n, sizeof *w);
-    if (!w)
-        return MTI_ERR_OUT_OF_MEMORY;
+    if (!w) return MTI_ERR_OUT_OF_MEMORY;
     x->use_barrier = n > 1;
-    if (x->use_barrier)
-        pthread_barrier_init(&x->start, NULL, (unsigned)n);
+    if (x->use_barrier) pthread_barrier_init(&x->start, NULL, (unsigned)n);
     mti_status st = MTI_OK;
     int started = 0;
     for (int i = 0; i < n; i++) {
@@ -403,8 +380,7 @@ static mti_status run_workers(struct run *x, int n, int id0, int quota)
     }
     for (int i = 0; i < started; i++)
         pthread_join(w[i].th, NULL);
-    if (x->use_barrier)
-        pthread_barrier_destroy(&x->start);
+    if (x->use_barrier) pthread_barrier_destroy(&x->start);
     free(w);
     return st;
 }
@@ -454,14 +430,12 @@ static void *producer_main(void *p)
     mti_stream_t s = NULL;
     mti_status st = mti_stream_get_current(x->rt, &s);
     int req = 0;
-    if (st != MTI_OK)
-        on_error(x, pr->id, 0, st, "producer stream");
+    if (st != MTI_OK) on_error(x, pr->id, 0, st, "producer stream");
     while (s && keep_going(x, req, x->o->requests)) {
         const struct entry *e = &d->e[req % d->n];
         mti_buffer_t in = NULL, mid = NULL;
         st = mti_buffer_alloc(s, e->in_n * sizeof(float), &in);
-        if (st == MTI_OK)
-            st = mti_buffer_alloc(s, e->out_n * sizeof(float), &mid);
+        if (st == MTI_OK) st = mti_buffer_alloc(s, e->out_n * sizeof(float), &mid);
         if (st == MTI_OK)
             st = mti_memcpy_async(s, mti_buffer_ptr(in), e->in, e->in_n * sizeof(float),
                                   MTI_COPY_HOST_TO_DEVICE);
@@ -474,8 +448,7 @@ static void *producer_main(void *p)
             pthread_cond_wait(&pr->mb.cv, &pr->mb.mu);
         int slot = (pr->mb.head + pr->mb.count) % MAILBOX_DEPTH;
         pthread_mutex_unlock(&pr->mb.mu);
-        if (st == MTI_OK)
-            st = mti_event_record(pr->mb.ev[slot], s);
+        if (st == MTI_OK) st = mti_event_record(pr->mb.ev[slot], s);
         if (st != MTI_OK) {
             mti_buffer_free(mid);
             on_error(x, pr->id, req, st, "producer");
@@ -504,11 +477,9 @@ static void *consumer_main(void *p)
     mti_buffer_t out_dev = NULL;
     float *out = malloc(x->max_out * sizeof(float));
     mti_status st = out ? mti_stream_get_current(x->rt, &s) : MTI_ERR_OUT_OF_MEMORY;
-    if (st == MTI_OK)
-        st = mti_buffer_alloc(s, x->max_out * sizeof(float), &out_dev);
+    if (st == MTI_OK) st = mti_buffer_alloc(s, x->max_out * sizeof(float), &out_dev);
     int broken = st != MTI_OK;
-    if (broken)
-        on_error(x, pr->id, 0, st, "consumer setup");
+    if (broken) on_error(x, pr->id, 0, st, "consumer setup");
     for (;;) {
         pthread_mutex_lock(&pr->mb.mu);
         while (pr->mb.count == 0 && !pr->mb.done)
@@ -528,8 +499,7 @@ static void *consumer_main(void *p)
         pthread_cond_broadcast(&pr->mb.cv);
         pthread_mutex_unlock(&pr->mb.mu);
         const struct entry *e = it.e;
-        if (st == MTI_OK)
-            st = mti_buffer_record_stream(it.mid, s);
+        if (st == MTI_OK) st = mti_buffer_record_stream(it.mid, s);
         if (st == MTI_OK) {
             fill_nan(out, e->out_n);
             st = mti_model_infer_async(x->model[0], s, e->batch, e->seq, mti_buffer_ptr(it.mid),
@@ -540,8 +510,7 @@ static void *consumer_main(void *p)
         if (st == MTI_OK)
             st = mti_memcpy_async(s, out, mti_buffer_ptr(out_dev), e->out_n * sizeof(float),
                                   MTI_COPY_DEVICE_TO_HOST);
-        if (st == MTI_OK)
-            st = mti_stream_synchronize(s);
+        if (st == MTI_OK) st = mti_stream_synchronize(s);
         if (st != MTI_OK) {
             if (!broken) {
                 on_error(x, pr->id, it.req, st, "consumer");
@@ -567,8 +536,7 @@ static mti_status run_handoff(struct run *x)
     }
     int n = x->n_ids;
     struct pair *pr = calloc((size_t)n, sizeof *pr);
-    if (!pr)
-        return MTI_ERR_OUT_OF_MEMORY;
+    if (!pr) return MTI_ERR_OUT_OF_MEMORY;
     mti_status st = MTI_OK;
     for (int i = 0; i < n && st == MTI_OK; i++) {
         pr[i].x = x;
@@ -614,8 +582,7 @@ static double rss_mib(void)
     FILE *fp = fopen("/proc/self/statm", "r");
     long pages = 0, resident = 0;
     if (fp) {
-        if (fscanf(fp, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
+        if (fscanf(fp, "%ld %ld", &pages, &resident) != 2) resident = 0;
         fclose(fp);
     }
     return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
@@ -624,8 +591,7 @@ static double rss_mib(void)
 static double dev_mib(mti_runtime_t rt)
 {
     mti_alloc_stats a;
-    if (mti_runtime_alloc_stats(rt, &a) != MTI_OK)
-        return 0;
+    if (mti_runtime_alloc_stats(rt, &a) != MTI_OK) return 0;
     return (double)(a.allocated + a.cached) / (1024.0 * 1024.0);
 }
 
@@ -634,8 +600,7 @@ static double slope(const struct sample *s, int n, int which)
 {
     int first = n / 5;
     double st = 0, sv = 0, stt = 0, stv = 0, m = n - first;
-    if (m < 2)
-        return 0;
+    if (m < 2) return 0;
     for (int i = first; i < n; i++) {
         double v = which ? s[i].dev_mib : s[i].rss_mib;
         st += s[i].t;
@@ -670,8 +635,7 @@ static void *sampler_main(void *p)
         double t = now_s() - sp->t0;
         uint64_t req = atomic_load(&x->r->requests);
         struct sample smp = {t, rss_mib(), dev_mib(x->rt)};
-        if (sp->n < MAX_SAMPLES)
-            sp->s[sp->n++] = smp;
+        if (sp->n < MAX_SAMPLES) sp->s[sp->n++] = smp;
         printf("  soak %-14s t=%7.1fs  req/s=%9.0f  verified=%llu  mismatches=%llu  rss=%.1f MiB  "
                "device=%.1f MiB\n",
                x->c->name, t, t > last_t ? (double)(req - last_req) / (t - last_t) : 0.0,
@@ -723,10 +687,8 @@ static mti_status load_second(struct run *x, mti_model_params *mp)
         file = path;
     }
     mti_status st = mti_model_load(x->rt, file, mp, &x->model[1]);
-    if (!x->o->model2_path)
-        unlink(path);
-    if (st == MTI_OK)
-        st = mti_model_get_info(x->model[1], &x->info[1]);
+    if (!x->o->model2_path) unlink(path);
+    if (st == MTI_OK) st = mti_model_get_info(x->model[1], &x->info[1]);
     if (st == MTI_OK && x->info[1].sequence != x->info[0].sequence) {
         snprintf(x->r->note, sizeof x->r->note, "--model2 must be of the same kind as MODEL");
         st = MTI_ERR_INVALID_ARGUMENT;
@@ -755,14 +717,12 @@ static void check_after(struct run *x)
     if (mti_runtime_pool_stats(x->rt, &ps) == MTI_OK) {
         if (x->c->scenario != SC_UNSAFE && ps.in_use != 0) {
             atomic_fetch_add(&x->r->errors, 1);
-            note_first_bad(x, "%d stream slot(s) still held after every thread exited",
-                           ps.in_use);
+            note_first_bad(x, "%d stream slot(s) still held after every thread exited", ps.in_use);
         }
         if (x->c->scenario == SC_EXHAUST) {
             snprintf(x->r->note, sizeof x->r->note,
                      "pool %d slots: %llu waits, %llu timeouts, peak %d in use", ps.size,
-                     (unsigned long long)ps.waits, (unsigned long long)ps.timeouts,
-                     ps.peak_in_use);
+                     (unsigned long long)ps.waits, (unsigned long long)ps.timeouts, ps.peak_in_use);
             if (ps.timeouts != atomic_load(&x->r->expected_errors)) {
                 atomic_fetch_add(&x->r->errors, 1);
                 note_first_bad(x, "pool counted %llu timeouts, requests saw %llu",
@@ -791,8 +751,7 @@ static void check_after(struct run *x)
         }
     }
 #endif
-    if (x->c->scenario == SC_UNSAFE)
-        return;
+    if (x->c->scenario == SC_UNSAFE) return;
     /* Still usable: verified requests on every model from a new thread (a new slot). */
     struct dataset tmp = {0};
     struct run y = *x;
@@ -804,12 +763,9 @@ static void check_after(struct run *x)
     y.n_ids = 1;
     mti_status st = MTI_OK;
     for (int m = 0; m < 2 && st == MTI_OK; m++)
-        if (x->model[m])
-            st = entry_make(&y, &tmp.e[tmp.n++], m, 1, x->o->seed ^ 0xC0FFEEu, 0);
-    if (st == MTI_OK)
-        st = run_workers(&y, 1, 0, tmp.n);
-    if (st != MTI_OK)
-        on_error(x, 0, 0, st, "the check after the run");
+        if (x->model[m]) st = entry_make(&y, &tmp.e[tmp.n++], m, 1, x->o->seed ^ 0xC0FFEEu, 0);
+    if (st == MTI_OK) st = run_workers(&y, 1, 0, tmp.n);
+    if (st != MTI_OK) on_error(x, 0, 0, st, "the check after the run");
     for (int k = 0; k < tmp.n; k++) {
         free(tmp.e[k].in);
         free(tmp.e[k].ref);
@@ -821,8 +777,7 @@ static void check_baseline(struct run *x)
 {
     mti_alloc_stats a;
     mti_runtime_release_cached(x->rt);
-    if (mti_runtime_alloc_stats(x->rt, &a) != MTI_OK)
-        return;
+    if (mti_runtime_alloc_stats(x->rt, &a) != MTI_OK) return;
     if (a.allocated || a.cached || a.deferred) {
         atomic_fetch_add(&x->r->errors, 1);
         note_first_bad(x,
@@ -858,31 +813,25 @@ int stress_run_config(const struct stress_opts *o, const struct stress_config *c
     mti_runtime_params p;
     mti_runtime_params_default(&p);
     mti_status st = mti_runtime_params_from_env(&p);
-    if (o->backend_set)
-        p.backend = o->backend;
+    if (o->backend_set) p.backend = o->backend;
     scenario_params(&x, &p);
     mti_model_params mp;
     mti_model_params_default(&mp);
     double t0 = 0;
     struct sampler *sp = NULL;
-    if (st == MTI_OK)
-        st = mti_runtime_create(&p, &x.rt);
-    if (st != MTI_OK)
-        goto setup_failed;
+    if (st == MTI_OK) st = mti_runtime_create(&p, &x.rt);
+    if (st != MTI_OK) goto setup_failed;
     snprintf(r->device, sizeof r->device, "%s: %s", mti_backend_name(mti_runtime_backend(x.rt)),
              mti_runtime_device_name(x.rt));
     if ((st = mti_model_load(x.rt, o->model_path, &mp, &x.model[0])) != MTI_OK ||
         (st = mti_model_get_info(x.model[0], &x.info[0])) != MTI_OK)
         goto setup_failed;
     x.seq = x.info[0].sequence ? o->seq : 0;
-    if (c->scenario == SC_TWO_MODELS && (st = load_second(&x, &mp)) != MTI_OK)
-        goto setup_failed;
-    if ((st = datasets_make(&x)) != MTI_OK)
-        goto setup_failed;
+    if (c->scenario == SC_TWO_MODELS && (st = load_second(&x, &mp)) != MTI_OK) goto setup_failed;
+    if ((st = datasets_make(&x)) != MTI_OK) goto setup_failed;
     if (c->scenario == SC_FAULTS) {
 #ifdef MTI_FAULT_INJECTION
-        if ((st = mti__fault_configure(o->fault_spec)) != MTI_OK)
-            goto setup_failed;
+        if ((st = mti__fault_configure(o->fault_spec)) != MTI_OK) goto setup_failed;
 #else
         snprintf(r->note, sizeof r->note, "needs a build with -DMTI_FAULT_INJECTION");
         r->skipped = 1;
@@ -921,8 +870,7 @@ int stress_run_config(const struct stress_opts *o, const struct stress_config *c
         r->dev_growth_mib_h = slope(sp->s, sp->n, 1) * 3600.0;
         free(sp);
     }
-    if (st != MTI_OK)
-        goto setup_failed;
+    if (st != MTI_OK) goto setup_failed;
     if (r->skipped) {
         code = STRESS_EXIT_SKIP;
         goto done;
@@ -931,8 +879,7 @@ int stress_run_config(const struct stress_opts *o, const struct stress_config *c
     mti_model_destroy(x.model[0]);
     mti_model_destroy(x.model[1]);
     x.model[0] = x.model[1] = NULL;
-    if (c->scenario != SC_UNSAFE)
-        check_baseline(&x);
+    if (c->scenario != SC_UNSAFE) check_baseline(&x);
     code = atomic_load(&r->mismatches) || atomic_load(&r->errors) ? STRESS_EXIT_FAIL
                                                                   : STRESS_EXIT_PASS;
     goto done;

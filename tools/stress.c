@@ -38,7 +38,7 @@
 
 enum outcome { OUT_PASS, OUT_FAIL, OUT_CRASH, OUT_HANG, OUT_ERROR, OUT_SKIP, OUT_COUNT };
 static const char *const outcome_names[OUT_COUNT] = {"PASS", "FAIL",  "CRASH",
-                                                      "HANG", "ERROR", "SKIP"};
+                                                     "HANG", "ERROR", "SKIP"};
 
 struct tally {
     int rounds, by[OUT_COUNT];
@@ -58,7 +58,8 @@ static void usage(FILE *out)
         "                      [--duration S] [--backend auto|cpu|cuda] [--isolate|--no-isolate]\n"
         "                      [--log FILE] [--scenarios LIST] [--timeout S] [--seed N]\n"
         "                      [--tol T] [--dims LIST] [--churn N] [--wave N] [--other-threads N]\n"
-        "                      [--model2 FILE] [--faults SPEC] [--interval S] [--unsafe]\n"
+        "                      [--model2 FILE] [--faults SPEC] [--interval S] [--label TEXT]\n"
+        "                      [--unsafe]\n"
         "\n"
         "Runs inference from many threads and checks every output against a float64 reference\n"
         "computed once per input (mti_model_reference). Each thread has its own seeded inputs,\n"
@@ -67,7 +68,8 @@ static void usage(FILE *out)
         "is touched here) and ends PASS, FAIL (mismatches, first bad request), CRASH (signal;\n"
         "shell exit code 128+signal), HANG (killed after --timeout) or ERROR.\n"
         "\n"
-        "  MODEL            a .safetensors model (default: an MLP of --dims written to a temp file)\n"
+        "  MODEL            a .safetensors model (default: an MLP of --dims written to a temp "
+        "file)\n"
         "  --threads LIST   thread counts of the 'threads' scenario (default 1,2,4,8,16,31,64)\n"
         "  --rounds N       passes over every configuration (default 1)\n"
         "  --requests N     requests per thread per round (default 200)\n"
@@ -77,6 +79,7 @@ static void usage(FILE *out)
         "  --backend B      backend (default: MTI_BACKEND, else auto); other MTI_* apply too\n"
         "  --no-isolate     run configurations in this process (a crash ends everything)\n"
         "  --log FILE       append one line per round (round numbers continue across runs)\n"
+        "  --label TEXT     written into each log line (e.g. tsan, compute-sanitizer)\n"
         "  --scenarios L    any of threads,churn,exhaust,mixed,two-models,handoff,faults,cancel\n"
         "                   (default threads,churn,exhaust,mixed,two-models,handoff; +faults in\n"
         "                   fault-injection builds)\n"
@@ -130,12 +133,11 @@ int stress_write_mlp(const char *path, const int *dims, int n, const char *act, 
         c += (size_t)snprintf(cfg + c, cap - c,
                               "%s{\\\"type\\\":\\\"linear\\\",\\\"in\\\":%d,\\\"out\\\":%d}",
                               i ? "," : "", dims[i], dims[i + 1]);
-        if (i + 2 < n)
-            c += (size_t)snprintf(cfg + c, cap - c, ",{\\\"type\\\":\\\"%s\\\"}", act);
+        if (i + 2 < n) c += (size_t)snprintf(cfg + c, cap - c, ",{\\\"type\\\":\\\"%s\\\"}", act);
     }
     snprintf(cfg + c, cap - c, "]}");
-    len = (size_t)snprintf(h, cap, "{\"__metadata__\":{\"format\":\"pt\",\"mtinfer.config\":\"%s\"}",
-                           cfg);
+    len = (size_t)snprintf(h, cap,
+                           "{\"__metadata__\":{\"format\":\"pt\",\"mtinfer.config\":\"%s\"}", cfg);
     size_t off = 0;
     for (int i = 0; i + 1 < n; i++) {
         int layer = 2 * i; /* nn.Sequential index: linear, act, linear, ... */
@@ -166,8 +168,7 @@ int stress_write_mlp(const char *path, const int *dims, int n, const char *act, 
             ok = fwrite(&v, 4, 1, fp) == 1;
         }
     }
-    if (fp && fclose(fp) != 0)
-        ok = 0;
+    if (fp && fclose(fp) != 0) ok = 0;
     free(h);
     free(cfg);
     return ok ? 0 : -1;
@@ -181,8 +182,7 @@ static int parse_list(const char *s, int *vals, int max, int lo, int hi)
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < lo || v > hi || n == max || (*end && *end != ','))
-            return -1;
+        if (end == s || v < lo || v > hi || n == max || (*end && *end != ',')) return -1;
         vals[n++] = (int)v;
         s = *end ? end + 1 : end;
     }
@@ -210,7 +210,8 @@ static int scenario_from_name(const char *s, size_t len)
     return -1;
 }
 
-/* ---- the log ----------------------------------------------------------------------------------- */
+/* ---- the log -----------------------------------------------------------------------------------
+ */
 
 /* The highest "round=N" already in the log (0 when none). */
 static long last_round(const char *path)
@@ -220,11 +221,9 @@ static long last_round(const char *path)
     char line[2048];
     while (fp && fgets(line, sizeof line, fp)) {
         long r;
-        if (sscanf(line, "round=%ld", &r) == 1 && r > last)
-            last = r;
+        if (sscanf(line, "round=%ld", &r) == 1 && r > last) last = r;
     }
-    if (fp)
-        fclose(fp);
+    if (fp) fclose(fp);
     return last;
 }
 
@@ -232,11 +231,11 @@ static long last_round(const char *path)
 static void sanitize(char *s)
 {
     for (; *s; s++)
-        if (*s == '"' || *s == '\n')
-            *s = '\'';
+        if (*s == '"' || *s == '\n') *s = '\'';
 }
 
-/* ---- one round ----------------------------------------------------------------------------------- */
+/* ---- one round
+ * ----------------------------------------------------------------------------------- */
 
 struct round_end {
     enum outcome outcome;
@@ -280,9 +279,9 @@ static void describe(struct round_end *e, const struct stress_result *r)
                  bad[0] ? "; first bad: " : "", bad);
         break;
     default:
-        snprintf(e->detail, sizeof e->detail, "%s%s%s",
-                 r->setup_failed ? "setup: " : "", r->setup_failed ? r->note : "",
-                 r->setup_failed ? ""
+        snprintf(e->detail, sizeof e->detail, "%s%s%s", r->setup_failed ? "setup: " : "",
+                 r->setup_failed ? r->note : "",
+                 r->setup_failed      ? ""
                  : e->exit_code == 66 ? "exit 66 (a ThreadSanitizer report?)"
                  : e->exit_code == 23 ? "exit 23 (a LeakSanitizer report?)"
                                       : "unexpected exit code");
@@ -312,8 +311,7 @@ static struct round_end run_isolated(const struct stress_opts *o, const struct s
     int status = 0;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            break;
+        if (w == pid) break;
         if (w < 0 && errno != EINTR) {
             e.outcome = OUT_ERROR;
             return e;
@@ -351,7 +349,8 @@ static struct round_end run_inline(const struct stress_opts *o, const struct str
     return e;
 }
 
-/* ---- summary -------------------------------------------------------------------------------------- */
+/* ---- summary
+ * -------------------------------------------------------------------------------------- */
 
 static void print_summary(const struct stress_config *cfg, int n_cfg, const struct tally *t,
                           const char *device, const char *model, double wall, long first_round,
@@ -376,8 +375,7 @@ static void print_summary(const struct stress_config *cfg, int n_cfg, const stru
                cfg[i].name, x->rounds, x->by[OUT_PASS], x->by[OUT_FAIL], x->by[OUT_CRASH],
                x->by[OUT_HANG], x->by[OUT_ERROR], x->requests, x->mismatches, x->errors,
                x->expected, x->rps_n ? x->rps_sum / x->rps_n : 0.0);
-        if (soak)
-            printf(" %+.2f | %+.2f |", x->rss_growth, x->dev_growth);
+        if (soak) printf(" %+.2f | %+.2f |", x->rss_growth, x->dev_growth);
         printf("\n");
         all.rounds += x->rounds;
         for (int k = 0; k < OUT_COUNT; k++)
@@ -394,18 +392,18 @@ static void print_summary(const struct stress_config *cfg, int n_cfg, const stru
     int problems = 0;
     for (int i = 0; i < n_cfg; i++)
         if (t[i].by[OUT_FAIL] + t[i].by[OUT_CRASH] + t[i].by[OUT_HANG] + t[i].by[OUT_ERROR]) {
-            if (!problems++)
-                printf("\nfirst problem per configuration:\n");
+            if (!problems++) printf("\nfirst problem per configuration:\n");
             printf("  %s: %s\n", cfg[i].name, t[i].first_problem);
         }
     printf("\nverdict: %s (%d rounds: %d PASS, %d FAIL, %d CRASH, %d HANG, %d ERROR, %d SKIP; "
            "%llu verified requests, %llu mismatches)\n",
            problems ? "NOT OK" : "OK", all.rounds + (int)0, all.by[OUT_PASS], all.by[OUT_FAIL],
-           all.by[OUT_CRASH], all.by[OUT_HANG], all.by[OUT_ERROR], all.by[OUT_SKIP],
-           all.requests, all.mismatches);
+           all.by[OUT_CRASH], all.by[OUT_HANG], all.by[OUT_ERROR], all.by[OUT_SKIP], all.requests,
+           all.mismatches);
 }
 
-/* ---- main ------------------------------------------------------------------------------------------- */
+/* ---- main
+ * ------------------------------------------------------------------------------------------- */
 
 int mti_cli_stress(int argc, char **argv)
 {
@@ -422,7 +420,7 @@ int mti_cli_stress(int argc, char **argv)
     int dims[16] = {512, 1024, 1024, 512}, n_dims = 4;
     int rounds = 1, isolate = 1, unsafe = 0, churn = 200;
     double timeout = 300, interval = 0;
-    const char *log_path = NULL, *scenarios = NULL;
+    const char *log_path = NULL, *scenarios = NULL, *label = "";
     int64_t dummy = 0;
     (void)dummy;
     for (int i = 1; i < argc; i++) {
@@ -482,6 +480,9 @@ int mti_cli_stress(int argc, char **argv)
         } else if (!strcmp(a, "--scenarios")) {
             bad = !v;
             scenarios = v;
+        } else if (!strcmp(a, "--label")) {
+            bad = !v;
+            label = v;
         } else if (!strcmp(a, "--model2")) {
             bad = !v;
             o.model2_path = v;
@@ -533,16 +534,14 @@ int mti_cli_stress(int argc, char **argv)
         return 2;
     }
     o.interval = interval > 0 ? interval : (o.duration / 10 < 1 ? 1 : o.duration / 10);
-    if (o.duration > 0 && timeout < o.duration + 120)
-        timeout = o.duration + 120;
+    if (o.duration > 0 && timeout < o.duration + 120) timeout = o.duration + 120;
 
     /* The configurations of one round. */
     struct stress_config cfg[MAX_CONFIGS];
     int n_cfg = 0;
     if (unsafe) {
         for (int i = 0; i < n_threads && n_cfg < MAX_CONFIGS; i++) {
-            if (threads[i] < 2)
-                continue;
+            if (threads[i] < 2) continue;
             cfg[n_cfg] = (struct stress_config){SC_UNSAFE, threads[i], ""};
             snprintf(cfg[n_cfg].name, sizeof cfg[n_cfg].name, "unsafe/%d", threads[i]);
             n_cfg++;
@@ -611,8 +610,8 @@ int mti_cli_stress(int argc, char **argv)
         snprintf(model_desc, sizeof model_desc, "%s", o.model_path);
     }
 
-    struct stress_result *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE,
-                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct stress_result *res =
+        mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (res == MAP_FAILED) {
         fprintf(stderr, "mtinfer stress: mmap: %s\n", strerror(errno));
         return 2;
@@ -634,12 +633,11 @@ int mti_cli_stress(int argc, char **argv)
     for (int rd = 0; rd < rounds; rd++) {
         for (int i = 0; i < n_cfg; i++) {
             memset(res, 0, sizeof *res);
-            struct round_end e = isolate ? run_isolated(&o, &cfg[i], res, timeout)
-                                         : run_inline(&o, &cfg[i], res);
+            struct round_end e =
+                isolate ? run_isolated(&o, &cfg[i], res, timeout) : run_inline(&o, &cfg[i], res);
             describe(&e, res);
             round_no++;
-            if (res->device[0])
-                snprintf(device, sizeof device, "%s", res->device);
+            if (res->device[0]) snprintf(device, sizeof device, "%s", res->device);
             struct tally *t = &tal[i];
             t->rounds++;
             t->by[e.outcome]++;
@@ -684,11 +682,12 @@ int mti_cli_stress(int argc, char **argv)
                 gmtime_r(&now, &tm);
                 strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
                 fprintf(log,
-                        "round=%ld time=%s device=\"%s\" config=%s outcome=%s requests=%llu "
+                        "round=%ld time=%s label=\"%s\" device=\"%s\" config=%s outcome=%s "
+                        "requests=%llu "
                         "mismatches=%llu errors=%llu expected_errors=%llu crashes=%d exit=%d "
                         "signal=%d wall_s=%.3f rps=%.0f rss_mib_h=%.3f dev_mib_h=%.3f "
                         "detail=\"%s\"\n",
-                        round_no, when, res->device, cfg[i].name, outcome_names[e.outcome],
+                        round_no, when, label, res->device, cfg[i].name, outcome_names[e.outcome],
                         (unsigned long long)atomic_load(&res->requests),
                         (unsigned long long)atomic_load(&res->mismatches),
                         (unsigned long long)atomic_load(&res->errors),
@@ -702,18 +701,17 @@ int mti_cli_stress(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &w1);
     int soak = o.duration > 0;
-    print_summary(cfg, n_cfg, tal, device, model_desc, (double)(w1.tv_sec - w0.tv_sec) +
-                  (w1.tv_nsec - w0.tv_nsec) * 1e-9, first_round, round_no - first_round + 1, soak);
+    print_summary(cfg, n_cfg, tal, device, model_desc,
+                  (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) * 1e-9, first_round,
+                  round_no - first_round + 1, soak);
     int failed = 0;
     for (int i = 0; i < n_cfg; i++)
-        failed += tal[i].by[OUT_FAIL] + tal[i].by[OUT_CRASH] + tal[i].by[OUT_HANG] +
-                  tal[i].by[OUT_ERROR];
-    if (log)
-        fclose(log);
+        failed +=
+            tal[i].by[OUT_FAIL] + tal[i].by[OUT_CRASH] + tal[i].by[OUT_HANG] + tal[i].by[OUT_ERROR];
+    if (log) fclose(log);
     free(tal);
     munmap(res, sizeof *res);
-    if (o.model_path == model_file)
-        unlink(model_file);
+    if (o.model_path == model_file) unlink(model_file);
     rmdir(tmp);
     return failed ? 1 : 0;
 }

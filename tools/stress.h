@@ -41,9 +41,9 @@ struct stress_opts {
     double interval; /* soak sample period, seconds */
     double tol;      /* max_abs_rel and rel_l2 bound */
     uint64_t seed;
-    int churn_wave;  /* churn: threads alive at once */
-    int other_threads; /* threads of mixed, two-models, handoff, faults */
-    int seq;         /* sequence length for sequence models */
+    int churn_wave;         /* churn: threads alive at once */
+    int other_threads;      /* threads of mixed, two-models, handoff, faults */
+    int seq;                /* sequence length for sequence models */
     const char *fault_spec; /* faults scenario plan (MTI_FAULT syntax) */
     int verbose;
 };
@@ -66,10 +66,10 @@ struct stress_result {
 };
 
 /* Child exit codes (anything else, or a signal, is CRASH/ERROR in the parent). */
-#define STRESS_EXIT_PASS 0
-#define STRESS_EXIT_FAIL 10
+#define STRESS_EXIT_PASS  0
+#define STRESS_EXIT_FAIL  10
 #define STRESS_EXIT_SETUP 11
-#define STRESS_EXIT_SKIP 12
+#define STRESS_EXIT_SKIP  12
 
 /* Runs one configuration in the calling process; returns a STRESS_EXIT_* code. */
 int stress_run_config(const struct stress_opts *o, const struct stress_config *c,

@@ -581,12 +581,7 @@ static void complete(struct mti_batcher *b, struct slot *s, uint64_t t0, struct 
     }
     s->status = st;
     /* release: status and staging output -> members that see the new gen */
-#ifdef MTI_BROKEN_BATCH_LOST_WAKEUP
-    if (mti_atomic_load_seq_cst(&s->sleepers) > 0) futex_wake_all(&s->gen);
-    mti_atomic_fetch_add_seq_cst(&s->gen, 1); /* deliberate bug: wake before the change */
-#else
     bump_and_wake(&s->gen, &s->sleepers);
-#endif
     for (int i = 0; i < s->n_async; i++)
         answer_async(s->async_list[i], st);
     if (atomic_fetch_sub_explicit(&s->holds, 1, memory_order_acq_rel) == 1)
@@ -1114,9 +1109,10 @@ mti_status mti_batcher_create(mti_model_t model, const mti_batcher_params *param
                               "a sequence model needs params.seq (the one sequence length)");
         }
     } else if (b->p.seq != 0) {
+        int seq = b->p.seq;
         free(b);
         return mti__error(MTI_ERR_INVALID_ARGUMENT,
-                          "params.seq = %d given for a [batch, features] model (use 0)", b->p.seq);
+                          "params.seq = %d given for a [batch, features] model (use 0)", seq);
     }
     int rows = b->p.seq > 0 ? b->p.seq : 1;
     b->in_floats = rows * info.input_features;

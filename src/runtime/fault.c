@@ -36,11 +36,9 @@ bool mti__fault_enabled(void)
 static mti_status parse_u64(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
-    if (len == 0 || len > 18)
-        return MTI_ERR_INVALID_ARGUMENT;
+    if (len == 0 || len > 18) return MTI_ERR_INVALID_ARGUMENT;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return MTI_ERR_INVALID_ARGUMENT;
+        if (s[i] < '0' || s[i] > '9') return MTI_ERR_INVALID_ARGUMENT;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
     *out = v;
@@ -51,27 +49,22 @@ static mti_status parse_u64(const char *s, size_t len, uint64_t *out)
 static mti_status parse_entry(const char *e, size_t len, int *kind, uint64_t vals[3])
 {
     const char *colon = memchr(e, ':', len);
-    if (!colon)
-        return MTI_ERR_INVALID_ARGUMENT;
+    if (!colon) return MTI_ERR_INVALID_ARGUMENT;
     *kind = -1;
     for (int k = 0; k < MTI_FAULT_KINDS; k++)
         if (strlen(kind_names[k]) == (size_t)(colon - e) &&
             memcmp(e, kind_names[k], (size_t)(colon - e)) == 0)
             *kind = k;
-    if (*kind < 0)
-        return MTI_ERR_INVALID_ARGUMENT;
+    if (*kind < 0) return MTI_ERR_INVALID_ARGUMENT;
     vals[0] = 0;
     vals[1] = 1;
     vals[2] = 0;
     const char *p = colon + 1, *end = e + len;
     for (int i = 0; i < 3; i++) {
         const char *q = memchr(p, ':', (size_t)(end - p));
-        if (!q)
-            q = end;
-        if (parse_u64(p, (size_t)(q - p), &vals[i]) != MTI_OK)
-            return MTI_ERR_INVALID_ARGUMENT;
-        if (q == end)
-            return vals[0] >= 1 && vals[1] >= 1 ? MTI_OK : MTI_ERR_INVALID_ARGUMENT;
+        if (!q) q = end;
+        if (parse_u64(p, (size_t)(q - p), &vals[i]) != MTI_OK) return MTI_ERR_INVALID_ARGUMENT;
+        if (q == end) return vals[0] >= 1 && vals[1] >= 1 ? MTI_OK : MTI_ERR_INVALID_ARGUMENT;
         p = q + 1;
     }
     return MTI_ERR_INVALID_ARGUMENT; /* a fourth number */
@@ -115,17 +108,15 @@ static mti_status apply(const char *spec)
     }
     if (spec && *spec && !mti__fault_enabled()) {
         clear_plans();
-        return mti__error(MTI_ERR_UNSUPPORTED,
-                          "MTI_FAULT is set but this build has no fault hooks "
-                          "(build with VARIANT=-DMTI_FAULT_INJECTION)");
+        return mti__error(MTI_ERR_UNSUPPORTED, "MTI_FAULT is set but this build has no fault hooks "
+                                               "(build with VARIANT=-DMTI_FAULT_INJECTION)");
     }
     return MTI_OK;
 }
 
 static void env_init(void)
 {
-    if (mti_atomic_load_acquire(&configured))
-        return;
+    if (mti_atomic_load_acquire(&configured)) return;
     apply(getenv("MTI_FAULT")); /* a malformed value leaves no plan; stress checks it first */
     mti_atomic_store_release(&configured, 1);
 }
@@ -149,18 +140,14 @@ uint64_t mti__fault_fired(enum mti_fault_kind kind)
 
 bool mti__fault_hit(enum mti_fault_kind kind)
 {
-    if (MTI_UNLIKELY(!mti_atomic_load_acquire(&configured)))
-        pthread_once(&env_once, env_init);
+    if (MTI_UNLIKELY(!mti_atomic_load_acquire(&configured))) pthread_once(&env_once, env_init);
     struct fault_plan *p = &plans[kind];
     uint64_t n = mti_atomic_fetch_add_relaxed(&p->seen, 1) + 1;
     uint64_t first = mti_atomic_load_relaxed(&p->first);
-    if (first == 0 || n < first)
-        return false;
+    if (first == 0 || n < first) return false;
     uint64_t at = n - first, period = mti_atomic_load_relaxed(&p->period);
-    if (period > 0)
-        at %= period;
-    if (at >= mti_atomic_load_relaxed(&p->count))
-        return false;
+    if (period > 0) at %= period;
+    if (at >= mti_atomic_load_relaxed(&p->count)) return false;
     mti_atomic_fetch_add_relaxed(&p->fired, 1);
     return true;
 }

@@ -155,6 +155,7 @@ mti_status mti__pool_acquire(struct mti_pool *p, mti_pool_exhaustion policy, int
         free_slot(p, slot);
         return st;
     }
+    atomic_store(&s->held, true);
     mti_atomic_fetch_add_relaxed(&p->acquires, 1);
     *out = s;
     return MTI_OK;
@@ -162,6 +163,9 @@ mti_status mti__pool_acquire(struct mti_pool *p, mti_pool_exhaustion policy, int
 
 mti_status mti__pool_release(struct mti_pool *p, struct mti_stream *s)
 {
+    if (!atomic_exchange(&s->held, false))
+        return mti__error(MTI_ERR_INVALID_ARGUMENT,
+                          "stream slot %d is not held (released twice?)", s->slot);
 #ifdef MTI_BROKEN_POOL_RELEASE_BEFORE_DRAIN
     /* Broken twin (tests only): the slot goes back while its work may still be queued. */
     free_slot(p, s->slot);

@@ -35,6 +35,9 @@ struct mti_stream {
     /* Thread-local cache entry that holds this slot (exclusive mode), or NULL. Written only by
      * that thread. */
     void *tls_holder;
+    /* Exclusive mode: set by the acquirer, cleared (exchange) by the one release that counts,
+     * so a second release of the same slot is refused instead of freeing another holder's. */
+    _Atomic bool held;
 };
 
 /* A counting semaphore for MTI_SERIAL_SEMAPHORE. */
