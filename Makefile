@@ -123,9 +123,12 @@ verify:
 	bash verify/run.sh
 
 check-format:
-	@bad=$$(clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' '*.cu') 2>&1 | grep -c warning || true); \
-	  if [ "$$bad" != "0" ]; then clang-format --dry-run $$(git ls-files '*.c' '*.h' '*.cu') 2>&1 | head -20; \
-	  echo "clang-format: $$bad places differ (run 'make format')"; exit 1; fi; echo "format: ok"
+	@bad=$$(for f in $$(git ls-files '*.c' '*.h' '*.cu'); do \
+	  clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
+	  if [ -n "$$bad" ]; then echo "clang-format would change (run 'make format'):"; \
+	  echo "$$bad"; exit 1; fi; echo "format: ok"
+
+format: $$bad places differ (run 'make format')"; exit 1; fi; echo "format: ok"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')

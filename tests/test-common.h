@@ -23,57 +23,77 @@
 #include "mtinfer.h"
 
 /* Formats any scalar the checks compare, so a failure prints both values. */
-static inline void fmt_i(char *b, long long v) { snprintf(b, 64, "%lld", v); }
-static inline void fmt_u(char *b, unsigned long long v) { snprintf(b, 64, "%llu", v); }
-static inline void fmt_d(char *b, double v) { snprintf(b, 64, "%.9g", v); }
-static inline void fmt_p(char *b, const void *v) { snprintf(b, 64, "%p", v); }
-#define FMT_VALUE(buf, v)                                                                        \
-    _Generic((v), float: fmt_d, double: fmt_d, int: fmt_i, long: fmt_i, long long: fmt_i,        \
-             unsigned char: fmt_u, unsigned: fmt_u, unsigned long: fmt_u,                         \
-             unsigned long long: fmt_u, default: fmt_p)(buf, v)
+static inline void fmt_i(char *b, long long v)
+{
+    snprintf(b, 64, "%lld", v);
+}
+static inline void fmt_u(char *b, unsigned long long v)
+{
+    snprintf(b, 64, "%llu", v);
+}
+static inline void fmt_d(char *b, double v)
+{
+    snprintf(b, 64, "%.9g", v);
+}
+static inline void fmt_p(char *b, const void *v)
+{
+    snprintf(b, 64, "%p", v);
+}
+#define FMT_VALUE(buf, v)                                                                          \
+    _Generic((v), float                                                                            \
+             : fmt_d, double                                                                       \
+             : fmt_d, int                                                                          \
+             : fmt_i, long                                                                         \
+             : fmt_i, long long                                                                    \
+             : fmt_i, unsigned char                                                                \
+             : fmt_u, unsigned                                                                     \
+             : fmt_u, unsigned long                                                                \
+             : fmt_u, unsigned long long                                                           \
+             : fmt_u, default                                                                      \
+             : fmt_p)(buf, v)
 
 /* CHECK(cond, fmt, ...): fails the test with the condition's text and the message. */
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            char check_msg_[512];                                                                \
-            snprintf(check_msg_, sizeof check_msg_, __VA_ARGS__);                                \
-            fail_msg("%s:%d: CHECK(%s): %s", __FILE__, __LINE__, #cond, check_msg_);             \
-        }                                                                                        \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            char check_msg_[512];                                                                  \
+            snprintf(check_msg_, sizeof check_msg_, __VA_ARGS__);                                  \
+            fail_msg("%s:%d: CHECK(%s): %s", __FILE__, __LINE__, #cond, check_msg_);               \
+        }                                                                                          \
     } while (0)
 
 /* CHECK_OP(a, op, b[, fmt, ...]): compares and prints both values on failure. */
-#define CHECK_OP(a, op, b, ...)                                                                  \
-    do {                                                                                         \
-        __typeof__(a) check_a_ = (a);                                                            \
-        __typeof__(b) check_b_ = (b);                                                            \
-        if (!(check_a_ op check_b_)) {                                                           \
-            char va_[64], vb_[64], check_msg_[512] = "";                                         \
-            FMT_VALUE(va_, check_a_);                                                            \
-            FMT_VALUE(vb_, check_b_);                                                            \
-            snprintf(check_msg_, sizeof check_msg_, "" __VA_ARGS__);                             \
-            fail_msg("%s:%d: expected %s %s %s, got %s vs %s %s", __FILE__, __LINE__, #a, #op,   \
-                     #b, va_, vb_, check_msg_);                                                  \
-        }                                                                                        \
+#define CHECK_OP(a, op, b, ...)                                                                    \
+    do {                                                                                           \
+        __typeof__(a) check_a_ = (a);                                                              \
+        __typeof__(b) check_b_ = (b);                                                              \
+        if (!(check_a_ op check_b_)) {                                                             \
+            char va_[64], vb_[64], check_msg_[512] = "";                                           \
+            FMT_VALUE(va_, check_a_);                                                              \
+            FMT_VALUE(vb_, check_b_);                                                              \
+            snprintf(check_msg_, sizeof check_msg_, "" __VA_ARGS__);                               \
+            fail_msg("%s:%d: expected %s %s %s, got %s vs %s %s", __FILE__, __LINE__, #a, #op, #b, \
+                     va_, vb_, check_msg_);                                                        \
+        }                                                                                          \
     } while (0)
 
 #define CHECK_STR(a, op, b, ...) CHECK_OP(strcmp((a), (b)), op, 0, "'%s' vs '%s'", (a), (b))
 
-#define REQUIRE_OK(expr)                                                                         \
-    do {                                                                                         \
-        mti_status req_st_ = (expr);                                                             \
-        if (req_st_ != MTI_OK)                                                                   \
-            fail_msg("%s:%d: %s -> %s (%s)", __FILE__, __LINE__, #expr,                         \
-                     mti_status_string(req_st_), mti_last_error_message());                      \
+#define REQUIRE_OK(expr)                                                                           \
+    do {                                                                                           \
+        mti_status req_st_ = (expr);                                                               \
+        if (req_st_ != MTI_OK)                                                                     \
+            fail_msg("%s:%d: %s -> %s (%s)", __FILE__, __LINE__, #expr,                            \
+                     mti_status_string(req_st_), mti_last_error_message());                        \
     } while (0)
 
-#define REQUIRE_STATUS(expr, want)                                                               \
-    do {                                                                                         \
-        mti_status req_st_ = (expr);                                                             \
-        if (req_st_ != (want))                                                                   \
-            fail_msg("%s:%d: %s -> %s, expected %s (%s)", __FILE__, __LINE__, #expr,            \
-                     mti_status_string(req_st_), mti_status_string(want),                        \
-                     mti_last_error_message());                                                  \
+#define REQUIRE_STATUS(expr, want)                                                                 \
+    do {                                                                                           \
+        mti_status req_st_ = (expr);                                                               \
+        if (req_st_ != (want))                                                                     \
+            fail_msg("%s:%d: %s -> %s, expected %s (%s)", __FILE__, __LINE__, #expr,               \
+                     mti_status_string(req_st_), mti_status_string(want),                          \
+                     mti_last_error_message());                                                    \
     } while (0)
 
 static inline int test_scale(void)
@@ -111,10 +131,9 @@ static inline mti_backend_kind test_backend(void)
 }
 
 /* Tests that read device memory from the host (host functions, poisoning) run on the CPU only. */
-#define SKIP_UNLESS_CPU()                                                                        \
-    do {                                                                                         \
-        if (test_backend() != MTI_BACKEND_CPU)                                                   \
-            skip();                                                                              \
+#define SKIP_UNLESS_CPU()                                                                          \
+    do {                                                                                           \
+        if (test_backend() != MTI_BACKEND_CPU) skip();                                             \
     } while (0)
 
 /* A runtime on the test backend with the given pool size and exhaustion policy. */

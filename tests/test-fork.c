@@ -16,29 +16,21 @@ static mti_status noop(void *user)
 static int child_checks(mti_runtime_t parent_rt, mti_stream_t parent_stream)
 {
     mti_stream_t s;
-    if (mti_stream_get_current(parent_rt, &s) != MTI_ERR_FORKED)
-        return 1;
-    if (strstr(mti_last_error_message(), "fork") == NULL)
-        return 2;
-    if (mti_stream_synchronize(parent_stream) != MTI_ERR_FORKED)
-        return 3;
-    if (mti_stream_launch_host(parent_stream, noop, NULL) != MTI_ERR_FORKED)
-        return 4;
+    if (mti_stream_get_current(parent_rt, &s) != MTI_ERR_FORKED) return 1;
+    if (strstr(mti_last_error_message(), "fork") == NULL) return 2;
+    if (mti_stream_synchronize(parent_stream) != MTI_ERR_FORKED) return 3;
+    if (mti_stream_launch_host(parent_stream, noop, NULL) != MTI_ERR_FORKED) return 4;
     mti_runtime_destroy(parent_rt); /* must not hang on the parent's threads */
     mti_runtime_params p;
     mti_runtime_params_default(&p);
     p.backend = MTI_BACKEND_CPU;
     mti_runtime_t rt;
-    if (mti_runtime_create(&p, &rt) != MTI_OK)
-        return 5;
-    if (mti_stream_get_current(rt, &s) != MTI_OK)
-        return 6;
+    if (mti_runtime_create(&p, &rt) != MTI_OK) return 5;
+    if (mti_stream_get_current(rt, &s) != MTI_OK) return 6;
     unsigned char a[64], b[64];
     memset(a, 7, sizeof a);
-    if (mti_memcpy_async(s, b, a, sizeof a, MTI_COPY_HOST_TO_DEVICE) != MTI_OK)
-        return 7;
-    if (mti_stream_synchronize(s) != MTI_OK || memcmp(a, b, sizeof a) != 0)
-        return 8;
+    if (mti_memcpy_async(s, b, a, sizeof a, MTI_COPY_HOST_TO_DEVICE) != MTI_OK) return 7;
+    if (mti_stream_synchronize(s) != MTI_OK || memcmp(a, b, sizeof a) != 0) return 8;
     mti_runtime_destroy(rt);
     return 0;
 }
@@ -53,8 +45,7 @@ static void fork__child_gets_clear_errors_and_can_start_its_own_runtime(void **s
     REQUIRE_OK(mti_stream_launch_host(s, host_sleep_ms, (void *)(intptr_t)20));
     pid_t pid = fork();
     CHECK(pid >= 0, "failed");
-    if (pid == 0)
-        _exit(child_checks(rt, s));
+    if (pid == 0) _exit(child_checks(rt, s));
     int status = 0;
     double t0 = now_ms();
     pid_t done;

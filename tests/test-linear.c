@@ -6,11 +6,14 @@
 static double activate(double v, mti_activation act)
 {
     switch (act) {
-    case MTI_ACT_RELU: return v > 0 ? v : 0;
-    case MTI_ACT_GELU: return 0.5 * v * (1 + erf(v / sqrt(2.0)));
+    case MTI_ACT_RELU:
+        return v > 0 ? v : 0;
+    case MTI_ACT_GELU:
+        return 0.5 * v * (1 + erf(v / sqrt(2.0)));
     case MTI_ACT_GELU_TANH:
         return 0.5 * v * (1 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
-    default: return v;
+    default:
+        return v;
     }
 }
 
@@ -36,19 +39,19 @@ static void check_linear(int m, int n, int k, mti_activation act, int with_bias)
     REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * n * k, &dw));
     REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * n, &db));
     REQUIRE_OK(mti_buffer_alloc(s, sizeof(float) * m * n, &dy));
-    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dx), x, sizeof(float) * m * k,
-                                MTI_COPY_HOST_TO_DEVICE));
-    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dw), w, sizeof(float) * n * k,
-                                MTI_COPY_HOST_TO_DEVICE));
-    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(db), b, sizeof(float) * n,
-                                MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(
+        mti_memcpy_async(s, mti_buffer_ptr(dx), x, sizeof(float) * m * k, MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(
+        mti_memcpy_async(s, mti_buffer_ptr(dw), w, sizeof(float) * n * k, MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(
+        mti_memcpy_async(s, mti_buffer_ptr(db), b, sizeof(float) * n, MTI_COPY_HOST_TO_DEVICE));
     REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(dy), y, sizeof(float) * m * n,
                                 MTI_COPY_HOST_TO_DEVICE)); /* the NaN poison */
     REQUIRE_OK(mti_linear_async(s, mti_buffer_ptr(dx), mti_buffer_ptr(dw),
                                 with_bias ? mti_buffer_ptr(db) : NULL, mti_buffer_ptr(dy), m, n, k,
                                 act));
-    REQUIRE_OK(mti_memcpy_async(s, y, mti_buffer_ptr(dy), sizeof(float) * m * n,
-                                MTI_COPY_DEVICE_TO_HOST));
+    REQUIRE_OK(
+        mti_memcpy_async(s, y, mti_buffer_ptr(dy), sizeof(float) * m * n, MTI_COPY_DEVICE_TO_HOST));
     REQUIRE_OK(mti_stream_synchronize(s));
     mti_buffer_free(dx);
     mti_buffer_free(dw);

@@ -51,9 +51,9 @@ static void params__env_values_are_applied(void **state)
     CHECK_OP(p.serial_limit, ==, 3);
     CHECK_OP(p.memory_limit, ==, (size_t)64 << 20);
     CHECK_OP(p.alloc_poison, ==, 1);
-    const char *vars[] = {"MTI_BACKEND", "MTI_POOL_SIZE", "MTI_POOL_EXHAUSTION",
-                          "MTI_POOL_WAIT_MS", "MTI_STREAM_ASSIGN", "MTI_SYNC_MODE",
-                          "MTI_SERIALIZATION", "MTI_MEMORY_LIMIT", "MTI_ALLOC_POISON"};
+    const char *vars[] = {"MTI_BACKEND",       "MTI_POOL_SIZE",     "MTI_POOL_EXHAUSTION",
+                          "MTI_POOL_WAIT_MS",  "MTI_STREAM_ASSIGN", "MTI_SYNC_MODE",
+                          "MTI_SERIALIZATION", "MTI_MEMORY_LIMIT",  "MTI_ALLOC_POISON"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]); /* the tests share one process */
 }
@@ -65,14 +65,22 @@ struct bad_env {
 static void params__malformed_env_values_are_errors_naming_the_variable(void **state)
 {
     static const struct bad_env cases[] = {
-        {"MTI_BACKEND", "gpu"},         {"MTI_BACKEND", "CPU"},
-        {"MTI_POOL_SIZE", "0"},         {"MTI_POOL_SIZE", "65"},
-        {"MTI_POOL_SIZE", "12abc"},     {"MTI_POOL_SIZE", "-3"},
-        {"MTI_POOL_EXHAUSTION", "no"},  {"MTI_POOL_WAIT_MS", "soon"},
-        {"MTI_STREAM_ASSIGN", "rr"},    {"MTI_SYNC_MODE", "busy"},
-        {"MTI_SERIALIZATION", "none"},  {"MTI_SERIALIZATION", "semaphore:0"},
-        {"MTI_SERIALIZATION", "semaphore:x"}, {"MTI_MEMORY_LIMIT", "12Q"},
-        {"MTI_MEMORY_LIMIT", "-1"},     {"MTI_ALLOC_POISON", "yes"},
+        {"MTI_BACKEND", "gpu"},
+        {"MTI_BACKEND", "CPU"},
+        {"MTI_POOL_SIZE", "0"},
+        {"MTI_POOL_SIZE", "65"},
+        {"MTI_POOL_SIZE", "12abc"},
+        {"MTI_POOL_SIZE", "-3"},
+        {"MTI_POOL_EXHAUSTION", "no"},
+        {"MTI_POOL_WAIT_MS", "soon"},
+        {"MTI_STREAM_ASSIGN", "rr"},
+        {"MTI_SYNC_MODE", "busy"},
+        {"MTI_SERIALIZATION", "none"},
+        {"MTI_SERIALIZATION", "semaphore:0"},
+        {"MTI_SERIALIZATION", "semaphore:x"},
+        {"MTI_MEMORY_LIMIT", "12Q"},
+        {"MTI_MEMORY_LIMIT", "-1"},
+        {"MTI_ALLOC_POISON", "yes"},
         {"MTI_DEVICE", "first"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -81,8 +89,10 @@ static void params__malformed_env_values_are_errors_naming_the_variable(void **s
         mti_runtime_params_default(&p);
         before = p;
         mti_status st = mti_runtime_params_from_env(&p);
-        CHECK_OP(st, ==, MTI_ERR_INVALID_ARGUMENT, "%s=%s was accepted", cases[i].var, cases[i].value);
-        CHECK(strstr(mti_last_error_message(), cases[i].var) != NULL, "message '%s' does not name %s", mti_last_error_message(), cases[i].var);
+        CHECK_OP(st, ==, MTI_ERR_INVALID_ARGUMENT, "%s=%s was accepted", cases[i].var,
+                 cases[i].value);
+        CHECK(strstr(mti_last_error_message(), cases[i].var) != NULL,
+              "message '%s' does not name %s", mti_last_error_message(), cases[i].var);
         CHECK(memcmp(&p, &before, sizeof p) == 0, "params changed on error");
         /* mti_runtime_create(NULL) reads the environment too and must refuse. */
         mti_runtime_t rt = (mti_runtime_t)0x1;

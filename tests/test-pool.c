@@ -14,8 +14,7 @@ static _Atomic int violations;
 
 static void hold_slot(mti_stream_t s)
 {
-    if (atomic_fetch_add(&holders[mti_stream_slot(s)], 1) != 0)
-        atomic_fetch_add(&violations, 1);
+    if (atomic_fetch_add(&holders[mti_stream_slot(s)], 1) != 0) atomic_fetch_add(&violations, 1);
 }
 
 static void unhold_slot(mti_stream_t s)
@@ -193,7 +192,8 @@ static void pool__slot_returns_only_after_its_work_drained(void **state)
         mti_stream_release(s);
         /* The only slot: whoever gets it next must find the previous work finished. */
         REQUIRE_OK(mti_stream_acquire(rt, &s));
-        CHECK_OP(atomic_load(&token.done), ==, 1, "round %d: slot handed out while its work was still queued", round);
+        CHECK_OP(atomic_load(&token.done), ==, 1,
+                 "round %d: slot handed out while its work was still queued", round);
         mti_stream_release(s);
     }
     mti_runtime_destroy(rt);
@@ -204,8 +204,7 @@ static struct drain_token exit_token;
 static void *exit_with_pending_work(void *p)
 {
     mti_stream_t s;
-    if (mti_stream_get_current(p, &s) == MTI_OK)
-        mti_stream_launch_host(s, slow_mark, &exit_token);
+    if (mti_stream_get_current(p, &s) == MTI_OK) mti_stream_launch_host(s, slow_mark, &exit_token);
     return NULL;
 }
 
@@ -236,7 +235,8 @@ static void pool__exhaustion_fail_returns_at_once(void **state)
     REQUIRE_STATUS(mti_stream_acquire(rt, &c), MTI_ERR_POOL_EXHAUSTED);
     CHECK_OP(now_ms() - t0, <, 50.0, "fail policy waited");
     CHECK(c == NULL, "failed");
-    CHECK(strstr(mti_last_error_message(), "MTI_POOL_SIZE") != NULL, "message should say how to fix it: %s", mti_last_error_message());
+    CHECK(strstr(mti_last_error_message(), "MTI_POOL_SIZE") != NULL,
+          "message should say how to fix it: %s", mti_last_error_message());
     mti_pool_stats ps;
     REQUIRE_OK(mti_runtime_pool_stats(rt, &ps));
     CHECK_OP(ps.exhausted, ==, 1);
@@ -278,8 +278,7 @@ static void *waiter_thread(void *p)
     double t0 = now_ms();
     w->status = mti_stream_acquire(w->rt, &s);
     w->waited_ms = now_ms() - t0;
-    if (w->status == MTI_OK)
-        mti_stream_release(s);
+    if (w->status == MTI_OK) mti_stream_release(s);
     return NULL;
 }
 
@@ -296,8 +295,10 @@ static void check_waiter_woken(mti_pool_exhaustion policy)
         sleep_ms(100); /* let the waiter fall asleep */
         mti_stream_release(held);
         pthread_join(t, NULL);
-        CHECK_OP(w.status, ==, MTI_OK, "round %d: waiter got %s", round, mti_status_string(w.status));
-        CHECK_OP(w.waited_ms, <, 1500.0, "round %d: waiter slept %.0f ms after release", round, w.waited_ms);
+        CHECK_OP(w.status, ==, MTI_OK, "round %d: waiter got %s", round,
+                 mti_status_string(w.status));
+        CHECK_OP(w.waited_ms, <, 1500.0, "round %d: waiter slept %.0f ms after release", round,
+                 w.waited_ms);
     }
     mti_runtime_destroy(rt);
 }

@@ -67,8 +67,7 @@ static mti_status check_order(void *user)
     struct order_op *op = user;
     if (atomic_fetch_add(&op->st->in_op, 1) != 0)
         atomic_fetch_add(&op->st->errors, 1); /* two ops of one stream ran at once */
-    if (op->st->next != op->index)
-        atomic_fetch_add(&op->st->errors, 1);
+    if (op->st->next != op->index) atomic_fetch_add(&op->st->errors, 1);
     for (volatile int spin = 0; spin < 200; spin++) {
     }
     op->st->next = op->index + 1;
@@ -289,8 +288,7 @@ static void *policy_thread(void *p)
         mti_memcpy_async(s, mti_buffer_ptr(b), src, sizeof src, MTI_COPY_HOST_TO_DEVICE);
         mti_memcpy_async(s, dst, mti_buffer_ptr(b), sizeof dst, MTI_COPY_DEVICE_TO_HOST);
         mti_stream_synchronize(s);
-        if (memcmp(src, dst, sizeof src) != 0)
-            atomic_fetch_add(a->bad, 1);
+        if (memcmp(src, dst, sizeof src) != 0) atomic_fetch_add(a->bad, 1);
         mti_buffer_free(b);
     }
     return NULL;
@@ -298,8 +296,7 @@ static void *policy_thread(void *p)
 
 static void stream__every_serialization_policy_gives_right_answers(void **state)
 {
-    mti_serialization policies[] = {MTI_SERIAL_PER_STREAM, MTI_SERIAL_GLOBAL,
-                                    MTI_SERIAL_SEMAPHORE};
+    mti_serialization policies[] = {MTI_SERIAL_PER_STREAM, MTI_SERIAL_GLOBAL, MTI_SERIAL_SEMAPHORE};
     for (int i = 0; i < 3; i++) {
         mti_runtime_params p;
         mti_runtime_params_default(&p);
@@ -322,7 +319,8 @@ static void stream__every_serialization_policy_gives_right_answers(void **state)
 
 /* ---- graphs ------------------------------------------------------------------------------ */
 
-/* Capture copy-in, linear, copy-out once; replay with fresh inputs; destroy with launches queued. */
+/* Capture copy-in, linear, copy-out once; replay with fresh inputs; destroy with launches queued.
+ */
 static void stream__graph_capture_and_replay(void **state)
 {
     mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
@@ -342,10 +340,10 @@ static void stream__graph_capture_and_replay(void **state)
     REQUIRE_OK(mti_stream_synchronize(s));
     REQUIRE_OK(mti_stream_begin_capture(s));
     REQUIRE_STATUS(mti_stream_synchronize(s), MTI_ERR_BUSY);
-    REQUIRE_OK(mti_memcpy_async(s, mti_buffer_ptr(bx), x, sizeof(float) * K,
-                                MTI_COPY_HOST_TO_DEVICE));
-    REQUIRE_OK(mti_linear_async(s, mti_buffer_ptr(bx), mti_buffer_ptr(bw), NULL,
-                                mti_buffer_ptr(by), 1, N, K, MTI_ACT_RELU));
+    REQUIRE_OK(
+        mti_memcpy_async(s, mti_buffer_ptr(bx), x, sizeof(float) * K, MTI_COPY_HOST_TO_DEVICE));
+    REQUIRE_OK(mti_linear_async(s, mti_buffer_ptr(bx), mti_buffer_ptr(bw), NULL, mti_buffer_ptr(by),
+                                1, N, K, MTI_ACT_RELU));
     REQUIRE_OK(mti_memcpy_async(s, y, mti_buffer_ptr(by), sizeof y, MTI_COPY_DEVICE_TO_HOST));
     mti_graph_t g;
     REQUIRE_OK(mti_stream_end_capture(s, &g));

@@ -8,16 +8,16 @@
 
 #include "tools/bench.h"
 
-cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend,
-                      const char *mlp_path, const char *story_path)
+cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend, const char *mlp_path,
+                      const char *story_path)
 {
     char threads[256] = "", batches[256] = "";
     for (int i = 0; i < o->n_threads; i++)
-        snprintf(threads + strlen(threads), sizeof threads - strlen(threads), "%s%d",
-                 i ? "," : "", o->threads[i]);
+        snprintf(threads + strlen(threads), sizeof threads - strlen(threads), "%s%d", i ? "," : "",
+                 o->threads[i]);
     for (int i = 0; i < o->n_batches; i++)
-        snprintf(batches + strlen(batches), sizeof batches - strlen(batches), "%s%d",
-                 i ? "," : "", o->batches[i]);
+        snprintf(batches + strlen(batches), sizeof batches - strlen(batches), "%s%d", i ? "," : "",
+                 o->batches[i]);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s bench/peers/torch_peer.py --device %s --mlp %s --story %s --threads %s "
@@ -37,14 +37,12 @@ cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend,
         len += n;
         if (len + 1 == cap) {
             char *bigger = realloc(text, cap *= 2);
-            if (!bigger)
-                break;
+            if (!bigger) break;
             text = bigger;
         }
     }
     int status = pclose(p);
-    if (!text)
-        return NULL;
+    if (!text) return NULL;
     text[len] = '\0';
     cJSON *json = status == 0 ? cJSON_Parse(text) : NULL;
     cJSON *avail = cJSON_GetObjectItem(json, "available");

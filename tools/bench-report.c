@@ -23,8 +23,7 @@ void bench_report_open(const char *md_path)
 
 void bench_report_close(void)
 {
-    if (g_md)
-        fclose(g_md);
+    if (g_md) fclose(g_md);
     g_md = NULL;
 }
 
@@ -46,14 +45,13 @@ void bench_progress(const struct bench_options *o, const char *section, const ch
                     double seconds_left)
 {
     if (o->progress)
-        fprintf(stderr, "\r\033[K[bench] %s: %s (about %.0f s left in this section)", section,
-                step, seconds_left);
+        fprintf(stderr, "\r\033[K[bench] %s: %s (about %.0f s left in this section)", section, step,
+                seconds_left);
 }
 
 void bench_progress_done(const struct bench_options *o)
 {
-    if (o->progress)
-        fprintf(stderr, "\r\033[K");
+    if (o->progress) fprintf(stderr, "\r\033[K");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -89,22 +87,18 @@ int bench_svg_chart(const char *dir, const char *name, const char *title, const 
     double x0 = INFINITY, x1 = -INFINITY, y1 = 0;
     for (int s = 0; s < n_series; s++)
         for (int i = 0; i < series[s].n; i++) {
-            if (series[s].x[i] <= 0 || !isfinite(series[s].y[i]))
-                continue;
+            if (series[s].x[i] <= 0 || !isfinite(series[s].y[i])) continue;
             x0 = fmin(x0, series[s].x[i]);
             x1 = fmax(x1, series[s].x[i]);
             y1 = fmax(y1, series[s].y[i]);
         }
-    if (!(x1 >= x0) || y1 <= 0)
-        return -1;
-    if (x1 == x0)
-        x1 = x0 * 2;
+    if (!(x1 >= x0) || y1 <= 0) return -1;
+    if (x1 == x0) x1 = x0 * 2;
     mkdir(dir, 0755);
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.svg", dir, name);
     FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     const double W = 720, H = 420, L = 90, R = 200, T = 40, B = 60;
     const double pw = W - L - R, ph = H - T - B;
     double lx0 = log2(x0), lx1 = log2(x1);
@@ -125,8 +119,7 @@ int bench_svg_chart(const char *dir, const char *name, const char *title, const 
                 L, L + pw, PY(y), PY(y), L - 6, PY(y) + 4, y);
     }
     for (double x = pow(2, floor(lx0)); x <= x1 * 1.0001; x *= 2) { /* x ticks */
-        if (x < x0 * 0.999)
-            continue;
+        if (x < x0 * 0.999) continue;
         fprintf(f,
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",

@@ -14,7 +14,7 @@
 #include "tools/bench.h"
 
 #define WARMUP_REQUESTS 3
-#define MAX_LATENCIES 1000000
+#define MAX_LATENCIES   1000000
 
 double bench_now_s(void)
 {
@@ -53,8 +53,7 @@ static void *worker_main(void *arg)
     float *in = NULL, *out = NULL;
     int ok = mti_host_alloc(w->rt, sizeof(float) * (size_t)w->in_count, (void **)&in) == MTI_OK &&
              mti_host_alloc(w->rt, sizeof(float) * (size_t)w->out_count, (void **)&out) == MTI_OK;
-    if (ok)
-        bench_fill_random(in, (size_t)w->in_count, 1000 + (uint64_t)k->id);
+    if (ok) bench_fill_random(in, (size_t)w->in_count, 1000 + (uint64_t)k->id);
     for (int i = 0; ok && i < WARMUP_REQUESTS; i++)
         ok = mti_model_infer(w->model, w->batch, w->seq, in, (size_t)w->in_count, out,
                              (size_t)w->out_count) == MTI_OK;
@@ -71,8 +70,7 @@ static void *worker_main(void *arg)
             k->failed = 1;
             break;
         }
-        if (k->latencies && n < MAX_LATENCIES)
-            k->latencies[n] = bench_now_s() - t0;
+        if (k->latencies && n < MAX_LATENCIES) k->latencies[n] = bench_now_s() - t0;
         n++;
     }
     k->end_s = bench_now_s();
@@ -97,8 +95,7 @@ struct bench_window bench_run_persistent(const struct bench_workload *w, int thr
     pthread_barrier_init(&ready, NULL, (unsigned)threads + 1);
     for (int i = 0; i < threads; i++) {
         k[i] = (struct worker){.w = w, .id = i, .ready = &ready, .stop = &stop};
-        if (i == 0 && want_latency)
-            k[i].latencies = malloc(sizeof(double) * MAX_LATENCIES);
+        if (i == 0 && want_latency) k[i].latencies = malloc(sizeof(double) * MAX_LATENCIES);
         pthread_create(&k[i].tid, NULL, worker_main, &k[i]);
     }
     pthread_barrier_wait(&ready);

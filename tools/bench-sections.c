@@ -17,14 +17,14 @@
 
 static const int k_mlp_dims[4] = {512, 1024, 1024, 512};
 
-static struct bench_workload workload(mti_runtime_t rt, const char *name, mti_model_t m,
-                                      int batch, int seq)
+static struct bench_workload workload(mti_runtime_t rt, const char *name, mti_model_t m, int batch,
+                                      int seq)
 {
     mti_model_info info;
     mti_model_get_info(m, &info);
     int rows = batch * (seq > 0 ? seq : 1);
-    struct bench_workload w = {name, rt, m, batch, seq, rows * info.input_features,
-                               rows * info.output_features};
+    struct bench_workload w = {
+        name, rt, m, batch, seq, rows * info.input_features, rows * info.output_features};
     return w;
 }
 
@@ -32,14 +32,12 @@ static struct bench_workload workload(mti_runtime_t rt, const char *name, mti_mo
 static double peer_number(const struct bench_ctx *c, const char *a, const char *b, const char *d,
                           int key, const char *field)
 {
-    if (!c->peer)
-        return NAN;
+    if (!c->peer) return NAN;
     char k[32];
     snprintf(k, sizeof k, "%d", key);
     cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(c->peer, a), b), d);
     n = cJSON_GetObjectItem(n, k);
-    if (field)
-        n = cJSON_GetObjectItem(n, field);
+    if (field) n = cJSON_GetObjectItem(n, field);
     return cJSON_IsNumber(n) ? n->valuedouble : NAN;
 }
 
@@ -86,8 +84,7 @@ static int mlp_buffers_init(mti_stream_t s, struct mlp_buffers *m)
         free(host);
     }
     for (int l = 0; l < 4; l++)
-        if (mti_buffer_alloc(s, sizeof(float) * k_mlp_dims[l], &m->act[l]) != MTI_OK)
-            return -1;
+        if (mti_buffer_alloc(s, sizeof(float) * k_mlp_dims[l], &m->act[l]) != MTI_OK) return -1;
     return 0;
 }
 
@@ -109,20 +106,18 @@ static mti_status pattern_request(mti_stream_t s, struct mlp_buffers *m, mti_eve
 {
     mti_status st = mti_memcpy_async(s, mti_buffer_ptr(m->act[0]), in, sizeof(float) * 512,
                                      MTI_COPY_HOST_TO_DEVICE);
-    if (st == MTI_OK && p == SYNC_EVERY_OP)
-        st = mti_stream_synchronize(s);
+    if (st == MTI_OK && p == SYNC_EVERY_OP) st = mti_stream_synchronize(s);
     for (int l = 0; l < 3 && st == MTI_OK; l++) {
-        st = mti_linear_async(s, mti_buffer_ptr(m->act[l]), mti_buffer_ptr(m->w[l]),
-                              mti_buffer_ptr(m->b[l]), mti_buffer_ptr(m->act[l + 1]), 1,
-                              k_mlp_dims[l + 1], k_mlp_dims[l], l < 2 ? MTI_ACT_RELU : MTI_ACT_NONE);
-        if (st == MTI_OK && p == SYNC_EVERY_OP)
-            st = mti_stream_synchronize(s);
+        st =
+            mti_linear_async(s, mti_buffer_ptr(m->act[l]), mti_buffer_ptr(m->w[l]),
+                             mti_buffer_ptr(m->b[l]), mti_buffer_ptr(m->act[l + 1]), 1,
+                             k_mlp_dims[l + 1], k_mlp_dims[l], l < 2 ? MTI_ACT_RELU : MTI_ACT_NONE);
+        if (st == MTI_OK && p == SYNC_EVERY_OP) st = mti_stream_synchronize(s);
     }
     if (st == MTI_OK)
         st = mti_memcpy_async(s, out, mti_buffer_ptr(m->act[3]), sizeof(float) * 512,
                               MTI_COPY_DEVICE_TO_HOST);
-    if (st != MTI_OK)
-        return st;
+    if (st != MTI_OK) return st;
     if (p == SYNC_EVENT) {
         st = mti_event_record(ev, s);
         return st == MTI_OK ? mti_event_synchronize(ev) : st;
@@ -140,8 +135,9 @@ void bench_section_single(struct bench_ctx *c)
     }
     cJSON *js = cJSON_AddObjectToObject(c->json, "single");
     /* (a) matmul 1024 x 1024 x 1024, N sequential ops, one wait at the end */
-    bench_out("\n## 1. Single thread: sequential 1024x1024 matmuls (the seeds' first table)\n\n"
-              "| ops | seconds (median) | ops/s (median) | min | max |\n|---:|---:|---:|---:|---:|\n");
+    bench_out(
+        "\n## 1. Single thread: sequential 1024x1024 matmuls (the seeds' first table)\n\n"
+        "| ops | seconds (median) | ops/s (median) | min | max |\n|---:|---:|---:|---:|---:|\n");
     mti_buffer_t a, b, y;
     size_t bytes = sizeof(float) * 1024 * 1024;
     float *host = malloc(bytes);
@@ -171,8 +167,10 @@ void bench_section_single(struct bench_ctx *c)
             rates[t] = counts[i] / secs[t];
         }
         bench_progress_done(o);
-        struct bench_stat r = bench_summarize(rates, o->trials), d = bench_summarize(secs, o->trials);
-        bench_out("| %d | %.4f | %.0f | %.0f | %.0f |\n", counts[i], d.median, r.median, r.min, r.max);
+        struct bench_stat r = bench_summarize(rates, o->trials),
+                          d = bench_summarize(secs, o->trials);
+        bench_out("| %d | %.4f | %.0f | %.0f | %.0f |\n", counts[i], d.median, r.median, r.min,
+                  r.max);
         cJSON *p = cJSON_CreateObject();
         cJSON_AddNumberToObject(p, "ops", counts[i]);
         cJSON_AddItemToObject(p, "ops_per_s", bench_stat_json(r));
@@ -240,8 +238,7 @@ void bench_section_threads(struct bench_ctx *c, const char *key, mti_model_t mod
     for (int i = 0; i < o->n_threads; i++) {
         int n = o->threads[i];
         struct bench_stat r = bench_measure(o, &w, n, key, &c->failed);
-        if (i == 0)
-            one = r.median / n;
+        if (i == 0) one = r.median / n;
         bench_out("| %d | %.0f | %.0f | %.0f | %.0f | %.2fx | %.0f%% |", n, r.median, r.min, r.max,
                   r.median / n, r.median / one, 100.0 * r.median / (one * n));
         cJSON *p = cJSON_CreateObject();
@@ -254,10 +251,8 @@ void bench_section_threads(struct bench_ctx *c, const char *key, mti_model_t mod
             out_number(pe);
             out_number(pg);
             out_ratio(r.median, best > 0 ? best : NAN);
-            if (isfinite(pe))
-                cJSON_AddNumberToObject(p, "peer_eager", pe);
-            if (isfinite(pg))
-                cJSON_AddNumberToObject(p, "peer_graph", pg);
+            if (isfinite(pe)) cJSON_AddNumberToObject(p, "peer_eager", pe);
+            if (isfinite(pg)) cJSON_AddNumberToObject(p, "peer_graph", pg);
         }
         bench_out("\n");
         cJSON_AddItemToArray(arr, p);
@@ -278,15 +273,14 @@ static void *one_request_thread(void *arg)
 {
     struct one_shot *r = arg;
     float *out = malloc(sizeof(float) * (size_t)r->w->out_count);
-    r->failed = mti_model_infer(r->w->model, r->w->batch, r->w->seq, r->in,
-                                (size_t)r->w->in_count, out, (size_t)r->w->out_count) != MTI_OK;
+    r->failed = mti_model_infer(r->w->model, r->w->batch, r->w->seq, r->in, (size_t)r->w->in_count,
+                                out, (size_t)r->w->out_count) != MTI_OK;
     free(out);
     return NULL; /* the thread exits: its stream slot goes back to the pool */
 }
 
 /* A new thread per request, PATTERN_THREADS at a time. */
-static double run_thread_per_request(const struct bench_workload *w, double duration_s,
-                                     int *failed)
+static double run_thread_per_request(const struct bench_workload *w, double duration_s, int *failed)
 {
     float *in = malloc(sizeof(float) * (size_t)w->in_count);
     bench_fill_random(in, (size_t)w->in_count, 3);
@@ -332,8 +326,7 @@ static void *pool_worker(void *arg)
     for (;;) {
         while (!p->pending && !p->stop)
             pthread_cond_wait(&p->work, &p->lock);
-        if (p->stop)
-            break;
+        if (p->stop) break;
         p->pending--;
         pthread_mutex_unlock(&p->lock);
         int bad = mti_model_infer(w->model, w->batch, w->seq, in, (size_t)w->in_count, out,
@@ -406,15 +399,16 @@ void bench_section_patterns(struct bench_ctx *c)
             else if (p == 1)
                 rates[t] = run_thread_pool(&w, o->duration_s, &c->failed);
             else
-                rates[t] = bench_run_persistent(&w, PATTERN_THREADS, o->duration_s, 0).requests_per_s;
+                rates[t] =
+                    bench_run_persistent(&w, PATTERN_THREADS, o->duration_s, 0).requests_per_s;
         }
         bench_progress_done(o);
         r[p] = bench_summarize(rates, o->trials);
     }
     cJSON *jp = cJSON_AddObjectToObject(c->json, "patterns");
     for (int p = 0; p < 3; p++) {
-        bench_out("| %s | %.0f | %.0f | %.0f | %.2f |\n", names[p], r[p].median, r[p].min,
-                  r[p].max, r[p].median / r[2].median);
+        bench_out("| %s | %.0f | %.0f | %.0f | %.2f |\n", names[p], r[p].median, r[p].min, r[p].max,
+                  r[p].median / r[2].median);
         cJSON_AddItemToObject(jp, keys[p], bench_stat_json(r[p]));
     }
 }
@@ -434,9 +428,8 @@ void bench_section_serialization(struct bench_ctx *c)
     for (int p = 0; p < 4; p++) {
         mti_runtime_params params;
         mti_runtime_params_default(&params);
-        if (mti_runtime_params_from_env(&params) != MTI_OK)
-            return;
-        params.serialization = p == 1 ? MTI_SERIAL_GLOBAL
+        if (mti_runtime_params_from_env(&params) != MTI_OK) return;
+        params.serialization = p == 1   ? MTI_SERIAL_GLOBAL
                                : p == 2 ? MTI_SERIAL_SEMAPHORE
                                         : MTI_SERIAL_PER_STREAM;
         params.serial_limit = 2;
@@ -490,11 +483,12 @@ void bench_section_batch(struct bench_ctx *c)
 {
     const struct bench_options *o = c->o;
     int has_peer = c->peer != NULL;
-    bench_out("\n## 5. Batching (one thread; one request = one batch of the MLP)\n\n"
-              "| batch | p50 latency ms | p99 latency ms | requests/s | samples/s | gain vs batch 1 |%s\n"
-              "|---:|---:|---:|---:|---:|---:|%s\n",
-              has_peer ? " PyTorch eager samples/s | mtinfer / PyTorch |" : "",
-              has_peer ? "---:|---:|" : "");
+    bench_out(
+        "\n## 5. Batching (one thread; one request = one batch of the MLP)\n\n"
+        "| batch | p50 latency ms | p99 latency ms | requests/s | samples/s | gain vs batch 1 |%s\n"
+        "|---:|---:|---:|---:|---:|---:|%s\n",
+        has_peer ? " PyTorch eager samples/s | mtinfer / PyTorch |" : "",
+        has_peer ? "---:|---:|" : "");
     cJSON *arr = cJSON_AddArrayToObject(c->json, "batch");
     double first = 0;
     for (int i = 0; i < o->n_batches; i++) {
@@ -514,8 +508,7 @@ void bench_section_batch(struct bench_ctx *c)
         }
         bench_progress_done(o);
         struct bench_stat s = bench_summarize(samples, o->trials);
-        if (i == 0)
-            first = s.median;
+        if (i == 0) first = s.median;
         bench_out("| %d | %.3f | %.3f | %.0f | %.0f | %.1fx |", b, win.p50_ms, win.p99_ms,
                   s.median / b, s.median, s.median / first);
         cJSON *p = cJSON_CreateObject();
@@ -527,8 +520,7 @@ void bench_section_batch(struct bench_ctx *c)
             double pe = peer_number(c, "batch", "mlp", "eager", b, "samples_per_s");
             out_number(pe);
             out_ratio(s.median, pe);
-            if (isfinite(pe))
-                cJSON_AddNumberToObject(p, "peer_eager_samples_per_s", pe);
+            if (isfinite(pe)) cJSON_AddNumberToObject(p, "peer_eager_samples_per_s", pe);
         }
         bench_out("\n");
         cJSON_AddItemToArray(arr, p);
@@ -612,12 +604,12 @@ void bench_section_raw(struct bench_ctx *c)
         cJSON_ArrayForEach(p, cJSON_GetObjectItem(c->json, "mlp"))
         {
             cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(p, "requests_per_s"), "median");
-            if (cJSON_IsNumber(v) && !(v->valuedouble <= best))
-                best = v->valuedouble;
+            if (cJSON_IsNumber(v) && !(v->valuedouble <= best)) best = v->valuedouble;
         }
         double lib1024 = json_point(c->json, "batch", "batch", 1024, "samples_per_s");
-        bench_out("\n## 6. Raw baseline: a plain single-threaded BLAS loop, no mtinfer (MLP)\n\n"
-                  "| measure | BLAS loop | mtinfer | mtinfer / BLAS loop |\n|---|---:|---:|---:|\n");
+        bench_out(
+            "\n## 6. Raw baseline: a plain single-threaded BLAS loop, no mtinfer (MLP)\n\n"
+            "| measure | BLAS loop | mtinfer | mtinfer / BLAS loop |\n|---|---:|---:|---:|\n");
         bench_out("| batch 1, 1 thread, samples/s |");
         out_number(b1);
         out_number(lib1);
@@ -639,12 +631,11 @@ void bench_section_raw(struct bench_ctx *c)
     const char *raw = o->raw_path ? o->raw_path : "bench/raw/raw_mlp";
     char tmp[] = "/tmp/mtinfer-raw-XXXXXX";
     int fd = mkstemp(tmp);
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
     char threads[256] = "";
     for (int i = 0; i < o->n_threads; i++)
-        snprintf(threads + strlen(threads), sizeof threads - strlen(threads), "%s%d",
-                 i ? "," : "", o->threads[i]);
+        snprintf(threads + strlen(threads), sizeof threads - strlen(threads), "%s%d", i ? "," : "",
+                 o->threads[i]);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "%s --threads %s --mode eager,graph --duration %.2f --trials %d --json %s "
@@ -660,23 +651,24 @@ void bench_section_raw(struct bench_ctx *c)
         long len = ftell(f);
         fseek(f, 0, SEEK_SET);
         text = calloc(1, (size_t)len + 1);
-        if (fread(text, 1, (size_t)len, f) != (size_t)len)
-            text[0] = '\0';
+        if (fread(text, 1, (size_t)len, f) != (size_t)len) text[0] = '\0';
         fclose(f);
     }
     unlink(tmp);
     cJSON *raw_json = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!raw_json) {
-        bench_out("\n## 6. Raw-driver baseline\n\nnot run: %s (build it with `make -C bench/raw`)\n",
-                  access(raw, X_OK) == 0 ? "it failed" : "not built");
+        bench_out(
+            "\n## 6. Raw-driver baseline\n\nnot run: %s (build it with `make -C bench/raw`)\n",
+            access(raw, X_OK) == 0 ? "it failed" : "not built");
         return;
     }
     cJSON_AddItemToObject(jr, "raw_mlp", raw_json);
-    bench_out("\n## 6. Raw-driver baseline: bench/raw/raw_mlp (plain CUDA + cuBLASLt, no mtinfer) "
-              "vs mtinfer, MLP batch 1, same run\n\n"
-              "| threads | raw eager | mtinfer eager | ratio | raw graph | mtinfer (graphs) | ratio |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|\n");
+    bench_out(
+        "\n## 6. Raw-driver baseline: bench/raw/raw_mlp (plain CUDA + cuBLASLt, no mtinfer) "
+        "vs mtinfer, MLP batch 1, same run\n\n"
+        "| threads | raw eager | mtinfer eager | ratio | raw graph | mtinfer (graphs) | ratio |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|\n");
     cJSON *results = cJSON_GetObjectItem(raw_json, "results");
     for (int i = 0; i < o->n_threads; i++) {
         double re = NAN, rg = NAN;
@@ -708,18 +700,16 @@ void bench_section_raw(struct bench_ctx *c)
 
 /* ---- charts ------------------------------------------------------------------------------ */
 
-static int series_from(cJSON *arr, const char *xkey, const char *ykey, const char *sub,
-                       double *x, double *y, int max)
+static int series_from(cJSON *arr, const char *xkey, const char *ykey, const char *sub, double *x,
+                       double *y, int max)
 {
     int n = 0;
     cJSON *p;
     cJSON_ArrayForEach(p, arr)
     {
-        if (n == max)
-            break;
+        if (n == max) break;
         cJSON *xv = cJSON_GetObjectItem(p, xkey), *yv = cJSON_GetObjectItem(p, ykey);
-        if (sub)
-            yv = cJSON_GetObjectItem(yv, sub);
+        if (sub) yv = cJSON_GetObjectItem(yv, sub);
         if (cJSON_IsNumber(xv) && cJSON_IsNumber(yv)) {
             x[n] = xv->valuedouble;
             y[n] = yv->valuedouble;
@@ -745,30 +735,26 @@ void bench_write_charts(struct bench_ctx *c)
         const char *sub = strcmp(threads_series[i].field, "requests_per_s") ? NULL : "median";
         int k = series_from(cJSON_GetObjectItem(c->json, threads_series[i].key), "threads",
                             threads_series[i].field, sub, x[n], y[n], BENCH_MAX_POINTS);
-        if (k > 0)
-            s[n] = (struct svg_series){threads_series[i].label, x[n], y[n], k}, n++;
+        if (k > 0) s[n] = (struct svg_series){threads_series[i].label, x[n], y[n], k}, n++;
     }
     char title[256];
     snprintf(title, sizeof title, "MLP batch-1 requests/s vs threads (%s)",
              mti_runtime_device_name(c->rt));
-    if (n)
-        bench_svg_chart(dir, "threads", title, "threads", "requests/s", s, n);
+    if (n) bench_svg_chart(dir, "threads", title, "threads", "requests/s", s, n);
     n = 0;
     int k = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "samples_per_s", "median",
                         x[0], y[0], BENCH_MAX_POINTS);
-    if (k > 0)
-        s[n++] = (struct svg_series){"mtinfer samples/s", x[0], y[0], k};
+    if (k > 0) s[n++] = (struct svg_series){"mtinfer samples/s", x[0], y[0], k};
     k = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "peer_eager_samples_per_s",
                     NULL, x[1], y[1], BENCH_MAX_POINTS);
-    if (k > 0)
-        s[n++] = (struct svg_series){"PyTorch eager samples/s", x[1], y[1], k};
+    if (k > 0) s[n++] = (struct svg_series){"PyTorch eager samples/s", x[1], y[1], k};
     if (n)
         bench_svg_chart(dir, "batch-throughput", "MLP samples/s vs batch size", "batch",
                         "samples/s", s, n);
     k = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "p50_ms", NULL, x[2], y[2],
                     BENCH_MAX_POINTS);
-    int k2 = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "p99_ms", NULL, x[3],
-                         y[3], BENCH_MAX_POINTS);
+    int k2 = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "p99_ms", NULL, x[3], y[3],
+                         BENCH_MAX_POINTS);
     struct svg_series lat[2] = {{"p50", x[2], y[2], k}, {"p99", x[3], y[3], k2}};
     if (k > 0)
         bench_svg_chart(dir, "batch-latency", "MLP request latency vs batch size", "batch",

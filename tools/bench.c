@@ -23,44 +23,49 @@
 static const struct {
     const char *name;
     int bit;
-} k_sections[] = {{"single", SEC_SINGLE},   {"threads", SEC_THREADS}, {"story", SEC_STORY},
-                  {"patterns", SEC_PATTERNS}, {"serialization", SEC_SERIAL},
-                  {"batch", SEC_BATCH},     {"raw", SEC_RAW}};
+} k_sections[] = {{"single", SEC_SINGLE},
+                  {"threads", SEC_THREADS},
+                  {"story", SEC_STORY},
+                  {"patterns", SEC_PATTERNS},
+                  {"serialization", SEC_SERIAL},
+                  {"batch", SEC_BATCH},
+                  {"raw", SEC_RAW}};
 #define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mtinfer bench [MODEL.safetensors] [options]\n"
-            "\n"
-            "Measures what the seed reports measured, on the default backend (the GPU when one\n"
-            "is usable, else the CPU; MTI_BACKEND=cpu|cuda to choose), with PyTorch running the\n"
-            "same workloads from the same weights in the same run when it is installed.\n"
-            "Workloads: the MLP 512-1024-1024-512 (default), 1024x1024 matmuls, the transformer\n"
-            "story workload (2 x TransformerEncoderLayer, d_model 256, 4 heads, ff 1024, input\n"
-            "[4, 32, 256]); MODEL replaces the MLP in the thread and batch sections.\n"
-            "\n"
-            "sections (all by default):\n"
-            "  single         1024x1024 matmuls x 20/40/80/160; MLP requests by sync pattern\n"
-            "  threads        1..32 persistent workers, each on its own stream slot\n"
-            "  story          the transformer story workload, 1..16 threads\n"
-            "  patterns       new thread per request vs thread pool vs persistent workers (8)\n"
-            "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
-            "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
-            "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
-            "\n"
-            "options:\n"
-            "  --sections LIST   comma-separated subset of the above\n"
-            "  --threads LIST    thread counts (default 1,2,4,8,16,32)\n"
-            "  --batches LIST    batch sizes (default 1,8,64,256,1024,4096)\n"
-            "  --duration S      seconds per measured window (default 1.0)\n"
-            "  --trials N        windows per point: median and min-max reported (default 3)\n"
-            "  --quick           about a minute on a 2-core machine (CI smoke run)\n"
-            "  --json FILE       every figure, with the environment block\n"
-            "  --md FILE         the report as markdown\n"
-            "  --svg DIR         charts: throughput vs threads, latency/throughput vs batch\n"
-            "  --peer CMD        python for bench/peers/torch_peer.py (default python3; none: skip)\n"
-            "  --raw PATH        the raw-driver baseline binary (default bench/raw/raw_mlp)\n");
+    fprintf(
+        out,
+        "usage: mtinfer bench [MODEL.safetensors] [options]\n"
+        "\n"
+        "Measures what the seed reports measured, on the default backend (the GPU when one\n"
+        "is usable, else the CPU; MTI_BACKEND=cpu|cuda to choose), with PyTorch running the\n"
+        "same workloads from the same weights in the same run when it is installed.\n"
+        "Workloads: the MLP 512-1024-1024-512 (default), 1024x1024 matmuls, the transformer\n"
+        "story workload (2 x TransformerEncoderLayer, d_model 256, 4 heads, ff 1024, input\n"
+        "[4, 32, 256]); MODEL replaces the MLP in the thread and batch sections.\n"
+        "\n"
+        "sections (all by default):\n"
+        "  single         1024x1024 matmuls x 20/40/80/160; MLP requests by sync pattern\n"
+        "  threads        1..32 persistent workers, each on its own stream slot\n"
+        "  story          the transformer story workload, 1..16 threads\n"
+        "  patterns       new thread per request vs thread pool vs persistent workers (8)\n"
+        "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
+        "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
+        "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
+        "\n"
+        "options:\n"
+        "  --sections LIST   comma-separated subset of the above\n"
+        "  --threads LIST    thread counts (default 1,2,4,8,16,32)\n"
+        "  --batches LIST    batch sizes (default 1,8,64,256,1024,4096)\n"
+        "  --duration S      seconds per measured window (default 1.0)\n"
+        "  --trials N        windows per point: median and min-max reported (default 3)\n"
+        "  --quick           about a minute on a 2-core machine (CI smoke run)\n"
+        "  --json FILE       every figure, with the environment block\n"
+        "  --md FILE         the report as markdown\n"
+        "  --svg DIR         charts: throughput vs threads, latency/throughput vs batch\n"
+        "  --peer CMD        python for bench/peers/torch_peer.py (default python3; none: skip)\n"
+        "  --raw PATH        the raw-driver baseline binary (default bench/raw/raw_mlp)\n");
 }
 
 static int parse_list(const char *what, const char *s, int *out)
@@ -89,8 +94,7 @@ static int parse_sections(const char *s)
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         int found = 0;
         for (int i = 0; i < N_SECTIONS; i++)
-            if (!strcmp(tok, k_sections[i].name))
-                bits |= k_sections[i].bit, found = 1;
+            if (!strcmp(tok, k_sections[i].name)) bits |= k_sections[i].bit, found = 1;
         if (!found) {
             fprintf(stderr, "mtinfer bench: --sections: unknown section '%s' (see --help)\n", tok);
             bits = -1;
@@ -131,11 +135,9 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             usage(stderr);
             return -1;
         } else if (!strcmp(a, "--threads")) {
-            if ((o->n_threads = parse_list(a, v, o->threads)) < 0)
-                return -1;
+            if ((o->n_threads = parse_list(a, v, o->threads)) < 0) return -1;
         } else if (!strcmp(a, "--batches")) {
-            if ((o->n_batches = parse_list(a, v, o->batches)) < 0)
-                return -1;
+            if ((o->n_batches = parse_list(a, v, o->batches)) < 0) return -1;
         } else if (!strcmp(a, "--duration")) {
             o->duration_s = atof(v);
             if (!(o->duration_s > 0 && o->duration_s <= 3600)) {
@@ -149,8 +151,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
                 return -1;
             }
         } else if (!strcmp(a, "--sections")) {
-            if ((o->sections = parse_sections(v)) < 0)
-                return -1;
+            if ((o->sections = parse_sections(v)) < 0) return -1;
         } else if (!strcmp(a, "--json")) {
             o->json_path = v;
         } else if (!strcmp(a, "--md")) {
@@ -186,8 +187,7 @@ static void read_command(const char *cmd, char *out, size_t size)
 {
     out[0] = '\0';
     FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
+    if (!p) return;
     size_t n = fread(out, 1, size - 1, p);
     out[n] = '\0';
     pclose(p);
@@ -209,8 +209,8 @@ static cJSON *environment(mti_runtime_t rt, const char *when)
     read_command("date -u +%Y-%m-%dT%H:%M:%SZ", buf, sizeof buf);
     cJSON_AddStringToObject(e, "date", buf);
     if (mti_runtime_backend(rt) == MTI_BACKEND_CUDA) {
-        read_command("nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null",
-                     buf, sizeof buf);
+        read_command("nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null", buf,
+                     sizeof buf);
         cJSON_AddStringToObject(e, "driver", buf);
         read_command("nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw "
                      "--format=csv,noheader 2>/dev/null",
@@ -238,14 +238,12 @@ static int create_model(const char *path, const char *const *args, int n_args)
     fflush(stdout);
     int saved = dup(1);
     FILE *null = fopen("/dev/null", "w");
-    if (null)
-        dup2(fileno(null), 1);
+    if (null) dup2(fileno(null), 1);
     int rc = mti_cli_model(argc, argv);
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
-    if (null)
-        fclose(null);
+    if (null) fclose(null);
     return rc;
 }
 
@@ -265,8 +263,7 @@ int mti_cli_bench(int argc, char **argv)
 {
     struct bench_options o;
     int rc = parse_options(argc, argv, &o);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
+    if (rc != 0) return rc > 0 ? 0 : 2;
     struct bench_ctx c = {.o = &o};
     if (mti_runtime_create(NULL, &c.rt) != MTI_OK) {
         fprintf(stderr, "mtinfer bench: %s\n", mti_last_error_message());
@@ -282,8 +279,8 @@ int mti_cli_bench(int argc, char **argv)
     snprintf(mlp, sizeof mlp, "%s/mlp.safetensors", dir);
     snprintf(story, sizeof story, "%s/story.safetensors", dir);
     static const char *mlp_args[] = {"mlp", "--dims", "512,1024,1024,512", "--seed", "1"};
-    static const char *story_args[] = {"transformer", "--d-model", "256", "--heads", "4",
-                                       "--ff", "1024", "--layers", "2", "--seed", "1"};
+    static const char *story_args[] = {"transformer", "--d-model", "256", "--heads", "4", "--ff",
+                                       "1024",        "--layers",  "2",   "--seed",  "1"};
     cJSON *root = cJSON_CreateObject();
     c.json = cJSON_AddObjectToObject(root, "results");
     cJSON_AddItemToObject(root, "environment", environment(c.rt, "before"));
@@ -297,8 +294,7 @@ int mti_cli_bench(int argc, char **argv)
         rc = 2;
         goto done;
     }
-    if (!c.model)
-        c.model = c.mlp;
+    if (!c.model) c.model = c.mlp;
     bench_report_open(o.md_path);
     bench_out("# mtinfer bench\n\nbackend **%s**, device **%s**, %ld CPUs online, commit %s; "
               "%.2f s windows x %d trials per point.\n",
@@ -315,8 +311,7 @@ int mti_cli_bench(int argc, char **argv)
         bench_out("\nPeer: PyTorch was not run (%s); the peer columns are left out.\n",
                   strcmp(o.peer, "none") ? "not installed or it failed, see stderr"
                                          : "--peer none");
-    if (o.sections & SEC_SINGLE)
-        bench_section_single(&c);
+    if (o.sections & SEC_SINGLE) bench_section_single(&c);
     if (o.sections & SEC_THREADS) {
         bench_section_threads(&c, "mlp", c.model,
                               backend == MTI_BACKEND_CUDA
@@ -332,17 +327,12 @@ int mti_cli_bench(int argc, char **argv)
                               "2c. Thread scaling, the story workload (2 x "
                               "TransformerEncoderLayer d256 h4 ff1024, input [4, 32, 256])",
                               4, 32);
-    if (o.sections & SEC_PATTERNS)
-        bench_section_patterns(&c);
-    if (o.sections & SEC_SERIAL)
-        bench_section_serialization(&c);
-    if (o.sections & SEC_BATCH)
-        bench_section_batch(&c);
-    if (o.sections & SEC_RAW)
-        bench_section_raw(&c);
+    if (o.sections & SEC_PATTERNS) bench_section_patterns(&c);
+    if (o.sections & SEC_SERIAL) bench_section_serialization(&c);
+    if (o.sections & SEC_BATCH) bench_section_batch(&c);
+    if (o.sections & SEC_RAW) bench_section_raw(&c);
     cJSON_AddItemToObject(root, "environment_after", environment(c.rt, "after"));
-    if (o.svg_dir)
-        bench_write_charts(&c);
+    if (o.svg_dir) bench_write_charts(&c);
     if (o.json_path) {
         char *text = cJSON_Print(root);
         FILE *f = fopen(o.json_path, "w");
@@ -350,8 +340,7 @@ int mti_cli_bench(int argc, char **argv)
             fprintf(stderr, "mtinfer bench: cannot write %s\n", o.json_path);
             rc = 2;
         }
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         free(text);
     }
     bench_report_close();
@@ -361,8 +350,7 @@ int mti_cli_bench(int argc, char **argv)
     }
 done:
     mti_model_destroy(mlp_eager);
-    if (c.model != c.mlp)
-        mti_model_destroy(c.model);
+    if (c.model != c.mlp) mti_model_destroy(c.model);
     mti_model_destroy(c.mlp);
     mti_model_destroy(c.story);
     cJSON_Delete(root);

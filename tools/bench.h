@@ -119,7 +119,7 @@ void bench_write_charts(struct bench_ctx *c);
 
 /* Runs bench/peers/torch_peer.py for the given models; NULL (and a reason on stderr and in
  * the report) when the peer is absent or fails. */
-cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend,
-                      const char *mlp_path, const char *story_path);
+cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend, const char *mlp_path,
+                      const char *story_path);
 
 #endif

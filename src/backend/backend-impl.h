@@ -62,8 +62,8 @@ struct mti_backend_stream_i {
                                unsigned flags);
     /* y[m,n] = act(x[m,k] w[n,k]^T + bias[n]), fp32 row-major; bias may be NULL. */
     mti_status (*linear_async)(mti_backend_stream *s, const float *x, const float *w,
-                               const float *bias, float *y, int m, int n, int k,
-                               mti_activation act, unsigned flags);
+                               const float *bias, float *y, int m, int n, int k, mti_activation act,
+                               unsigned flags);
     mti_status (*launch_host)(mti_backend_stream *s, mti_host_fn fn, void *user, unsigned flags);
     /* Work submitted after this waits for the event's captured work. */
     mti_status (*wait_event)(mti_backend_stream *s, mti_backend_event *e, unsigned flags);

@@ -18,8 +18,7 @@ mti_status mti__parse_enum(const char *what, const char *value, const char *cons
         size_t used = strlen(accepted);
         snprintf(accepted + used, sizeof accepted - used, "%s%s", i ? "|" : "", names[i]);
     }
-    return mti__error(MTI_ERR_INVALID_ARGUMENT, "%s: '%s' is not one of %s", what, value,
-                      accepted);
+    return mti__error(MTI_ERR_INVALID_ARGUMENT, "%s: '%s' is not one of %s", what, value, accepted);
 }
 
 mti_status mti__parse_int(const char *what, const char *value, long min, long max, int *out)
@@ -53,12 +52,11 @@ mti_status mti__parse_size(const char *what, const char *value, size_t *out)
         shift = 20;
     else if (*end == 'G' || *end == 'g')
         shift = 30;
-    if (shift)
-        end++;
+    if (shift) end++;
     if (*end != '\0')
         return mti__error(MTI_ERR_INVALID_ARGUMENT,
-                          "%s: '%s' is not a byte count (digits with an optional K, M or G)",
-                          what, value);
+                          "%s: '%s' is not a byte count (digits with an optional K, M or G)", what,
+                          value);
     if (shift && v > (~0ULL >> shift))
         return mti__error(MTI_ERR_INVALID_ARGUMENT, "%s: '%s' is too large", what, value);
     *out = (size_t)(v << shift);

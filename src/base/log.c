@@ -15,22 +15,21 @@ static void read_level(void)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
     const char *v = getenv("MTI_LOG_LEVEL");
-    if (!v || !*v)
-        return;
+    if (!v || !*v) return;
     for (int i = 0; i < 4; i++) {
         if (strcmp(v, names[i]) == 0) {
             g_level = (mti_log_level)i;
             return;
         }
     }
-    fprintf(stderr, "mtinfer: warning: MTI_LOG_LEVEL='%s' is not error|warn|info|debug; using warn\n", v);
+    fprintf(stderr,
+            "mtinfer: warning: MTI_LOG_LEVEL='%s' is not error|warn|info|debug; using warn\n", v);
 }
 
 void mti__log(mti_log_level level, const char *fmt, ...)
 {
     pthread_once(&g_level_once, read_level);
-    if (level > g_level)
-        return;
+    if (level > g_level) return;
     static const char *tags[] = {"error", "warning", "info", "debug"};
     char line[1024];
     va_list ap;

@@ -1,4 +1,5 @@
-/* One-line diagnostics on stderr, filtered by MTI_LOG_LEVEL (error|warn|info|debug; default warn). */
+/* One-line diagnostics on stderr, filtered by MTI_LOG_LEVEL (error|warn|info|debug; default warn).
+ */
 #ifndef MTI_BASE_LOG_H
 #define MTI_BASE_LOG_H
 

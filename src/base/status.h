@@ -11,7 +11,7 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MTI_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define MTI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MTI_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #else
 #define MTI_PRINTF(f, a)
 #define MTI_UNLIKELY(x) (x)
@@ -24,24 +24,21 @@ mti_status mti__error(mti_status status, const char *fmt, ...) MTI_PRINTF(2, 3);
 mti_status mti__error_at(mti_status status, const char *file, int line, const char *fmt, ...)
     MTI_PRINTF(4, 5);
 
-#define MTI_CHECK(expr)                                                                          \
-    do {                                                                                         \
-        mti_status mti_check_st_ = (expr);                                                       \
-        if (MTI_UNLIKELY(mti_check_st_ != MTI_OK))                                               \
-            return mti_check_st_;                                                                \
+#define MTI_CHECK(expr)                                                                            \
+    do {                                                                                           \
+        mti_status mti_check_st_ = (expr);                                                         \
+        if (MTI_UNLIKELY(mti_check_st_ != MTI_OK)) return mti_check_st_;                           \
     } while (0)
 
-#define MTI_CHECK_GOTO(expr, st, label)                                                          \
-    do {                                                                                         \
-        (st) = (expr);                                                                           \
-        if (MTI_UNLIKELY((st) != MTI_OK))                                                        \
-            goto label;                                                                          \
+#define MTI_CHECK_GOTO(expr, st, label)                                                            \
+    do {                                                                                           \
+        (st) = (expr);                                                                             \
+        if (MTI_UNLIKELY((st) != MTI_OK)) goto label;                                              \
     } while (0)
 
-#define MTI_CHECK_ARG(cond, ...)                                                                 \
-    do {                                                                                         \
-        if (MTI_UNLIKELY(!(cond)))                                                               \
-            return mti__error(MTI_ERR_INVALID_ARGUMENT, __VA_ARGS__);                            \
+#define MTI_CHECK_ARG(cond, ...)                                                                   \
+    do {                                                                                           \
+        if (MTI_UNLIKELY(!(cond))) return mti__error(MTI_ERR_INVALID_ARGUMENT, __VA_ARGS__);       \
     } while (0)
 
 /* Debug-build assertion for internal invariants ("caller holds X"). Never aborts in release

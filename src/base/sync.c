@@ -24,8 +24,7 @@ mti_status mti_cond_init(mti_cond *cv)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&cv->c, &attr);
     pthread_condattr_destroy(&attr);
-    if (rc != 0)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "pthread_cond_init failed");
+    if (rc != 0) return mti__error(MTI_ERR_OUT_OF_MEMORY, "pthread_cond_init failed");
     return MTI_OK;
 }
 

@@ -23,10 +23,10 @@
  * marker is documentation only; the function annotations below are checked. */
 #define MTI_GUARDED_BY(m)
 #define MTI_REQUIRES(...) MTI_TSA(requires_capability(__VA_ARGS__))
-#define MTI_ACQUIRE(...) MTI_TSA(acquire_capability(__VA_ARGS__))
-#define MTI_RELEASE(...) MTI_TSA(release_capability(__VA_ARGS__))
+#define MTI_ACQUIRE(...)  MTI_TSA(acquire_capability(__VA_ARGS__))
+#define MTI_RELEASE(...)  MTI_TSA(release_capability(__VA_ARGS__))
 #define MTI_EXCLUDES(...) MTI_TSA(locks_excluded(__VA_ARGS__))
-#define MTI_NO_TSA MTI_TSA(no_thread_safety_analysis)
+#define MTI_NO_TSA        MTI_TSA(no_thread_safety_analysis)
 
 typedef struct MTI_CAPABILITY("mutex") mti_mutex {
     pthread_mutex_t m;

@@ -396,9 +396,9 @@ mti_status mti__plan_infer(struct mti_model *m, int batch, int seq, const float 
     size_t in_bytes = p->rows * d->in_features * sizeof(float);
     size_t out_bytes = p->rows * d->out_features * sizeof(float);
     mti_status st;
-    bool staged = p->h_in && !(in_bytes + out_bytes >= DIRECT_COPY_MIN_BYTES &&
-                                mti__host_is_pinned(m->rt, input) &&
-                                mti__host_is_pinned(m->rt, output));
+    bool staged =
+        p->h_in && !(in_bytes + out_bytes >= DIRECT_COPY_MIN_BYTES &&
+                     mti__host_is_pinned(m->rt, input) && mti__host_is_pinned(m->rt, output));
     if (staged) {
         memcpy(p->h_in, input, in_bytes);
         mti__encode_begin(s);

@@ -16,8 +16,8 @@
 #include "base/atomics.h"
 #include "base/sync.h"
 
-#define MTI_ALLOC_MIN_BLOCK 256
-#define MTI_ALLOC_BINS 48
+#define MTI_ALLOC_MIN_BLOCK   256
+#define MTI_ALLOC_BINS        48
 #define MTI_ALLOC_POISON_BYTE 0xA5
 
 struct mti_stream;

@@ -33,8 +33,7 @@ mti_status mti__pool_init(struct mti_pool *p, struct mti_device_ctx *dev, int si
         atomic_init(&p->streams[i], NULL);
     MTI_CHECK(mti_mutex_init(&p->wait_lock));
     mti_status st = mti_cond_init(&p->slot_freed);
-    if (st == MTI_OK)
-        st = mti_mutex_init(&p->create_lock);
+    if (st == MTI_OK) st = mti_mutex_init(&p->create_lock);
     return st;
 }
 
@@ -42,8 +41,7 @@ void mti__pool_destroy(struct mti_pool *p)
 {
     for (int i = 0; i < p->size; i++) {
         struct mti_stream *s = mti_atomic_load_acquire(&p->streams[i]);
-        if (s)
-            mti__stream_destroy(s);
+        if (s) mti__stream_destroy(s);
     }
     mti_mutex_destroy(&p->create_lock);
     mti_cond_destroy(&p->slot_freed);
@@ -54,8 +52,7 @@ int mti__pool_try_acquire(struct mti_pool *p)
 {
     uint64_t mask = mti_atomic_load_seq_cst(&p->free_mask);
     for (;;) {
-        if (mask == 0)
-            return -1;
+        if (mask == 0) return -1;
         int slot = __builtin_ctzll(mask);
 #ifdef MTI_BROKEN_POOL_CHECK_THEN_SET
         /* Broken twin (tests only): check, then set, with a window between. */
@@ -119,8 +116,7 @@ static mti_status wait_for_slot(struct mti_pool *p, mti_pool_exhaustion policy, 
         if (policy == MTI_POOL_BLOCK) {
             mti_cond_wait(&p->slot_freed, &p->wait_lock);
         } else if (!mti_cond_wait_until(&p->slot_freed, &p->wait_lock, &deadline)) {
-            if ((*slot = mti__pool_try_acquire(p)) >= 0)
-                break;
+            if ((*slot = mti__pool_try_acquire(p)) >= 0) break;
             mti_atomic_fetch_add_relaxed(&p->timeouts, 1);
             st = mti__error(MTI_ERR_TIMEOUT, "no stream slot freed within %d ms (pool of %d)",
                             wait_ms, p->size);
@@ -164,8 +160,8 @@ mti_status mti__pool_acquire(struct mti_pool *p, mti_pool_exhaustion policy, int
 mti_status mti__pool_release(struct mti_pool *p, struct mti_stream *s)
 {
     if (!atomic_exchange(&s->held, false))
-        return mti__error(MTI_ERR_INVALID_ARGUMENT,
-                          "stream slot %d is not held (released twice?)", s->slot);
+        return mti__error(MTI_ERR_INVALID_ARGUMENT, "stream slot %d is not held (released twice?)",
+                          s->slot);
 #ifdef MTI_BROKEN_POOL_RELEASE_BEFORE_DRAIN
     /* Broken twin (tests only): the slot goes back while its work may still be queued. */
     free_slot(p, s->slot);

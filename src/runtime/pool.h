@@ -14,7 +14,7 @@
 #include "base/sync.h"
 #include "mtinfer.h"
 
-#define MTI_POOL_MAX_SLOTS 64
+#define MTI_POOL_MAX_SLOTS    64
 #define MTI_POOL_DEFAULT_SIZE 32
 
 struct mti_stream;

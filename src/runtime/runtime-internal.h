@@ -48,8 +48,8 @@ struct mti_sem {
 };
 
 struct mti_runtime {
-    uint64_t id;          /* unique per process, never reused (thread caches compare it) */
-    unsigned fork_epoch;  /* mti__fork_epoch when created */
+    uint64_t id;         /* unique per process, never reused (thread caches compare it) */
+    unsigned fork_epoch; /* mti__fork_epoch when created */
     mti_runtime_params params;
     mti_backend_kind backend;
     int n_devices;

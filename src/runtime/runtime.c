@@ -25,8 +25,8 @@ _Atomic unsigned mti__fork_epoch;
 
 static pthread_mutex_t g_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_unpinned = PTHREAD_COND_INITIALIZER;
-static struct mti_runtime *g_registry;  /* protected by g_registry_lock */
-static uint64_t g_next_id = 1;          /* protected by g_registry_lock */
+static struct mti_runtime *g_registry; /* protected by g_registry_lock */
+static uint64_t g_next_id = 1;         /* protected by g_registry_lock */
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
@@ -69,8 +69,7 @@ struct mti_runtime *mti__registry_pin(struct mti_runtime *rt, uint64_t id)
 void mti__registry_unpin(struct mti_runtime *rt)
 {
     pthread_mutex_lock(&g_registry_lock);
-    if (--rt->pins == 0)
-        pthread_cond_broadcast(&g_unpinned);
+    if (--rt->pins == 0) pthread_cond_broadcast(&g_unpinned);
     pthread_mutex_unlock(&g_registry_lock);
 }
 
@@ -79,8 +78,7 @@ bool mti__registry_alive(struct mti_runtime *rt, uint64_t id)
     bool alive = false;
     pthread_mutex_lock(&g_registry_lock);
     for (struct mti_runtime *r = g_registry; r; r = r->registry_next)
-        if (r == rt && r->id == id)
-            alive = true;
+        if (r == rt && r->id == id) alive = true;
     pthread_mutex_unlock(&g_registry_lock);
     return alive;
 }
@@ -169,8 +167,7 @@ mti_status mti_runtime_params_from_env(mti_runtime_params *params)
     MTI_CHECK(mti__env_enum("MTI_SYNC_MODE", k_sync, 4, &v));
     p.sync_mode = (mti_sync_mode)v;
     const char *ser = getenv("MTI_SERIALIZATION");
-    if (ser && *ser)
-        MTI_CHECK(parse_serialization(ser, &p));
+    if (ser && *ser) MTI_CHECK(parse_serialization(ser, &p));
     MTI_CHECK(mti__env_size("MTI_MEMORY_LIMIT", &p.memory_limit));
     MTI_CHECK(mti__env_enum("MTI_ALLOC_POISON", k_bool, 2, &p.alloc_poison));
     *params = p;
@@ -211,8 +208,7 @@ static mti_status open_devices(struct mti_runtime *rt)
 #ifdef MTI_WITH_CUDA
     if (kind == MTI_BACKEND_AUTO || kind == MTI_BACKEND_CUDA) {
         n = mti__cuda_count_devices(&why);
-        if (n > 0)
-            kind = MTI_BACKEND_CUDA;
+        if (n > 0) kind = MTI_BACKEND_CUDA;
     }
 #else
     why = "this build has no CUDA backend";
@@ -226,8 +222,7 @@ static mti_status open_devices(struct mti_runtime *rt)
                     why ? why : "none found");
         kind = MTI_BACKEND_CPU;
     }
-    if (kind == MTI_BACKEND_CPU)
-        n = mti__cpu_count_devices(&why);
+    if (kind == MTI_BACKEND_CPU) n = mti__cpu_count_devices(&why);
     if (p->device >= n)
         return mti__error(MTI_ERR_NOT_FOUND, "device %d: the %s backend has %d device(s)",
                           p->device, mti_backend_name(kind), n);
@@ -235,8 +230,7 @@ static mti_status open_devices(struct mti_runtime *rt)
     int count = p->device >= 0 ? 1 : n;
     rt->backend = kind;
     rt->devices = calloc((size_t)count, sizeof *rt->devices);
-    if (!rt->devices)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "device table");
+    if (!rt->devices) return mti__error(MTI_ERR_OUT_OF_MEMORY, "device table");
     for (int i = 0; i < count; i++) {
         mti_status st;
 #ifdef MTI_WITH_CUDA
@@ -245,8 +239,7 @@ static mti_status open_devices(struct mti_runtime *rt)
         else
 #endif
             st = mti__cpu_device_open(first + i, p->sync_mode, &rt->devices[i].bdev);
-        if (st != MTI_OK)
-            return st;
+        if (st != MTI_OK) return st;
         rt->devices[i].rt = rt;
         rt->devices[i].index = i;
         rt->n_devices = i + 1;
@@ -264,8 +257,7 @@ static void teardown(struct mti_runtime *rt, int devices_ready)
     for (int i = 0; i < devices_ready; i++)
         for (int slot = 0; slot < rt->devices[i].pool.size; slot++) {
             struct mti_stream *s = mti_atomic_load_acquire(&rt->devices[i].pool.streams[slot]);
-            if (s)
-                mti__stream_sync(s);
+            if (s) mti__stream_sync(s);
         }
     for (int i = 0; i < devices_ready; i++) {
         mti__alloc_destroy(&rt->devices[i].alloc);
@@ -295,8 +287,7 @@ mti_status mti_runtime_create(const mti_runtime_params *params, mti_runtime_t *o
     pthread_once(&g_atfork_once, install_atfork);
 
     struct mti_runtime *rt = calloc(1, sizeof *rt);
-    if (!rt)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "runtime");
+    if (!rt) return mti__error(MTI_ERR_OUT_OF_MEMORY, "runtime");
     rt->params = p;
     rt->fork_epoch = mti_atomic_load_relaxed(&mti__fork_epoch);
     mti_mutex_init(&rt->encode_lock);
@@ -310,12 +301,12 @@ mti_status mti_runtime_create(const mti_runtime_params *params, mti_runtime_t *o
     for (; ready < rt->n_devices; ready++) {
         struct mti_device_ctx *dev = &rt->devices[ready];
         MTI_CHECK_GOTO(mti__pool_init(&dev->pool, dev, p.pool_size), st, fail);
-        MTI_CHECK_GOTO(mti__alloc_init(&dev->alloc, dev, p.memory_limit, p.alloc_poison != 0),
-                       st, fail);
+        MTI_CHECK_GOTO(mti__alloc_init(&dev->alloc, dev, p.memory_limit, p.alloc_poison != 0), st,
+                       fail);
     }
     registry_add(rt);
-    mti__log(MTI_LOG_INFO, "runtime %llu on %s (%d device(s), pool %d)",
-             (unsigned long long)rt->id, rt->devices[0].bdev->name, rt->n_devices, p.pool_size);
+    mti__log(MTI_LOG_INFO, "runtime %llu on %s (%d device(s), pool %d)", (unsigned long long)rt->id,
+             rt->devices[0].bdev->name, rt->n_devices, p.pool_size);
     *out = rt;
     return MTI_OK;
 fail:
@@ -325,8 +316,7 @@ fail:
 
 void mti_runtime_destroy(mti_runtime_t rt)
 {
-    if (!rt)
-        return;
+    if (!rt) return;
     if (mti__runtime_check(rt) != MTI_OK)
         return; /* a fork child: the parent's threads do not exist here; leave it alone */
     registry_remove_and_wait(rt);

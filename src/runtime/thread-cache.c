@@ -41,8 +41,7 @@ static void on_thread_exit(void *unused)
 {
     (void)unused;
     for (int i = 0; i < MAX_RUNTIMES_PER_THREAD; i++)
-        if (tls_entries[i].rt)
-            release_entry(&tls_entries[i]);
+        if (tls_entries[i].rt) release_entry(&tls_entries[i]);
 }
 
 static void make_exit_key(void)
@@ -54,8 +53,7 @@ static void make_exit_key(void)
 static struct thread_entry *find_free_entry(void)
 {
     for (int i = 0; i < MAX_RUNTIMES_PER_THREAD; i++)
-        if (!tls_entries[i].rt)
-            return &tls_entries[i];
+        if (!tls_entries[i].rt) return &tls_entries[i];
     for (int i = 0; i < MAX_RUNTIMES_PER_THREAD; i++) {
         if (!mti__registry_alive(tls_entries[i].rt, tls_entries[i].rt_id)) {
             memset(&tls_entries[i], 0, sizeof tls_entries[i]);
@@ -85,8 +83,7 @@ mti_status mti__thread_stream(struct mti_runtime *rt, struct mti_stream **out)
     e->rt = rt;
     e->rt_id = rt->id;
     e->stream = s;
-    if (rt->params.assign == MTI_ASSIGN_EXCLUSIVE)
-        s->tls_holder = e;
+    if (rt->params.assign == MTI_ASSIGN_EXCLUSIVE) s->tls_holder = e;
     *out = s;
     return MTI_OK;
 }

@@ -16,8 +16,7 @@ static mti_status mem_alloc(mti_backend_device *dev, size_t bytes, void **out)
     (void)dev;
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, rounded ? rounded : 64);
-    if (!p)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "host allocation of %zu bytes failed", bytes);
+    if (!p) return mti__error(MTI_ERR_OUT_OF_MEMORY, "host allocation of %zu bytes failed", bytes);
     *out = p;
     return MTI_OK;
 }
@@ -47,8 +46,7 @@ static void read_cpu_model(char *out, size_t size)
 {
     snprintf(out, size, "cpu");
     FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
+    if (!f) return;
     char line[256];
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "model name", 10) == 0) {
@@ -71,8 +69,7 @@ mti_status mti__cpu_device_open(int ordinal, mti_sync_mode sync_mode, mti_backen
         return mti__error(MTI_ERR_NOT_FOUND, "cpu device %d: the CPU backend has one device",
                           ordinal);
     struct cpu_device *d = calloc(1, sizeof *d);
-    if (!d)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu device");
+    if (!d) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu device");
     d->base.iface = &cpu_device_iface;
     d->base.ordinal = 0;
     d->sync_mode = sync_mode;

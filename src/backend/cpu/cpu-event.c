@@ -65,8 +65,7 @@ static mti_status event_query(mti_backend_event *be)
     struct cpu_stream *s;
     uint64_t seq;
     read_marker((struct cpu_event *)be, &s, &seq);
-    if (!s || mti__cpu_stream_completed(s) >= seq)
-        return MTI_OK;
+    if (!s || mti__cpu_stream_completed(s) >= seq) return MTI_OK;
     mti__cpu_stream_kick(s, seq); /* a polling caller must see progress */
     return MTI_ERR_NOT_READY;
 }
@@ -76,8 +75,7 @@ static mti_status event_synchronize(mti_backend_event *be, mti_sync_mode mode)
     struct cpu_stream *s;
     uint64_t seq;
     read_marker((struct cpu_event *)be, &s, &seq);
-    if (s)
-        mti__cpu_stream_wait_seq(s, seq, mode);
+    if (s) mti__cpu_stream_wait_seq(s, seq, mode);
     return MTI_OK;
 }
 
@@ -120,8 +118,7 @@ mti_status mti__cpu_event_create(mti_backend_device *dev, bool timing, mti_backe
 {
     *out = NULL;
     struct cpu_event *e = calloc(1, sizeof *e);
-    if (!e)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu event");
+    if (!e) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu event");
     mti_status st = mti_mutex_init(&e->lock);
     if (st != MTI_OK) {
         free(e);

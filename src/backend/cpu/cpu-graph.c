@@ -61,13 +61,11 @@ mti_status mti__cpu_graph_launch(mti_backend_stream *bs, mti_backend_graph *bg, 
     atomic_fetch_add(&g->refs, 1);
     struct cpu_op op = {.kind = CPU_OP_GRAPH, .u.graph = {g}};
     mti_status st = mti__cpu_stream_submit((struct cpu_stream *)bs, &op, flags, NULL);
-    if (st != MTI_OK)
-        mti__cpu_graph_unref(g);
+    if (st != MTI_OK) mti__cpu_graph_unref(g);
     return st;
 }
 
 void mti__cpu_graph_destroy(mti_backend_graph *bg)
 {
-    if (bg)
-        mti__cpu_graph_unref((struct cpu_graph *)bg);
+    if (bg) mti__cpu_graph_unref((struct cpu_graph *)bg);
 }

@@ -129,7 +129,7 @@ struct cpu_graph {
 struct cpu_event {
     mti_backend_event base;
     bool timing;
-    mti_mutex lock;                             /* protects the captured marker below */
+    mti_mutex lock;                                 /* protects the captured marker below */
     struct cpu_stream *stream MTI_GUARDED_BY(lock); /* NULL until recorded */
     uint64_t seq MTI_GUARDED_BY(lock);
     uint64_t generation MTI_GUARDED_BY(lock); /* bumped by each record */

@@ -44,7 +44,6 @@ void mti__cpu_linear(const float *x, const float *w, const float *bias, float *y
     if (m == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, w, k, x, 1, beta, y, 1);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y,
-                    n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
     apply_activation(y, (size_t)m * n, act);
 }
