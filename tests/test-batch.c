@@ -10,7 +10,7 @@
 #include "batch/batch-internal.h"
 #include "test-model-common.h"
 
-#define IN 16
+#define IN  16
 #define HID 32
 #define OUT 8
 
@@ -163,7 +163,10 @@ static void run_hammer(int threads, int per_thread, int use_async, const mti_bat
     struct hammer h[256];
     _Atomic int *answers = calloc((size_t)threads * (size_t)per_thread, sizeof *answers);
     for (int i = 0; i < threads; i++) {
-        h[i] = (struct hammer){.f = &f, .id = i, .n = per_thread, .use_async = use_async,
+        h[i] = (struct hammer){.f = &f,
+                               .id = i,
+                               .n = per_thread,
+                               .use_async = use_async,
                                .answers = answers + (size_t)i * per_thread};
         CHECK(pthread_create(&t[i], NULL, hammer_main, &h[i]) == 0, "pthread_create");
     }

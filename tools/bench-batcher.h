@@ -13,25 +13,25 @@
 #define MTI_BENCH_BATCHER_MAX_POINTS 16
 
 typedef struct mti_bench_batcher_config {
-    double seconds;           /* each measured window (default 1.0) */
-    const int *clients;       /* closed-loop client counts (default 1, 4, 16, 64, 256) */
+    double seconds;     /* each measured window (default 1.0) */
+    const int *clients; /* closed-loop client counts (default 1, 4, 16, 64, 256) */
     int n_clients;
     const double *open_rates; /* offered requests/s; NULL: 10,25,50,75,90% of the best
                                  closed-loop batched throughput */
     int n_open_rates;
-    int open_threads;                /* threads generating arrivals (default 4) */
+    int open_threads;                 /* threads generating arrivals (default 4) */
     const mti_batcher_params *params; /* NULL: mti_batcher_params_default */
-    int skip_direct;                 /* 1: no direct-call runs (e.g. too slow on the CPU) */
+    int skip_direct;                  /* 1: no direct-call runs (e.g. too slow on the CPU) */
 } mti_bench_batcher_config;
 
 typedef struct mti_bench_batcher_closed {
     int clients;
-    double direct_rps;     /* requests/s, every thread calling mti_model_infer (batch 1) */
-    double batched_rps;    /* requests/s through mti_batcher_infer */
-    double ideal_sps;      /* samples/s, one thread calling mti_model_infer at ideal_batch */
-    int ideal_batch;       /* round(mean_batch) */
-    double mean_batch;     /* batcher: rows / batches in the window */
-    double of_ideal;       /* batched_rps / ideal_sps */
+    double direct_rps;  /* requests/s, every thread calling mti_model_infer (batch 1) */
+    double batched_rps; /* requests/s through mti_batcher_infer */
+    double ideal_sps;   /* samples/s, one thread calling mti_model_infer at ideal_batch */
+    int ideal_batch;    /* round(mean_batch) */
+    double mean_batch;  /* batcher: rows / batches in the window */
+    double of_ideal;    /* batched_rps / ideal_sps */
     double batched_p50_us, batched_p99_us; /* per-request latency seen by the clients */
     double direct_p50_us, direct_p99_us;
     double queue_p99_us, compute_p99_us; /* batcher stats */
@@ -40,7 +40,7 @@ typedef struct mti_bench_batcher_closed {
 
 typedef struct mti_bench_batcher_open {
     double offered_rps;
-    double achieved_rps; /* answered OK per second */
+    double achieved_rps;                    /* answered OK per second */
     double p50_us, p90_us, p99_us, p999_us; /* from the scheduled arrival time */
     double mean_batch;
     unsigned long long sent, dropped; /* dropped: arrivals with no free request context */
@@ -60,7 +60,6 @@ void mti_bench_batcher_config_default(mti_bench_batcher_config *cfg);
  * (threads beyond the pool wait for a slot, as the library's policy says; the table notes
  * it). Returns 0, or 2 on a failed call (message on stderr). */
 int mti_bench_batcher_section(mti_runtime_t rt, mti_model_t model,
-                              const mti_bench_batcher_config *cfg,
-                              mti_bench_batcher_results *out);
+                              const mti_bench_batcher_config *cfg, mti_bench_batcher_results *out);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 
+#include "tools/bench-batcher.h"
 #include "tools/bench.h"
 
 static const int k_mlp_dims[4] = {512, 1024, 1024, 512};
@@ -698,6 +699,59 @@ void bench_section_raw(struct bench_ctx *c)
     }
 }
 
+/* ---- 7. the dynamic batcher ---------------------------------------------------------------- */
+
+void bench_section_batcher(struct bench_ctx *c)
+{
+    const struct bench_options *o = c->o;
+    static const int quick_clients[] = {1, 16, 64};
+    mti_bench_batcher_config cfg;
+    mti_bench_batcher_config_default(&cfg);
+    cfg.seconds = o->duration_s;
+    if (o->quick) {
+        cfg.clients = quick_clients;
+        cfg.n_clients = 3;
+    }
+    mti_bench_batcher_results *r = calloc(1, sizeof *r);
+    bench_out("\n## 7. The dynamic batcher (MLP, single-sample requests)\n");
+    bench_progress(o, "batcher", "closed and open loop", 0);
+    if (mti_bench_batcher_section(c->rt, c->mlp, &cfg, r) != 0)
+        c->failed = 1;
+    bench_progress_done(o);
+    cJSON *jb = cJSON_AddObjectToObject(c->json, "batcher");
+    cJSON *closed = cJSON_AddArrayToObject(jb, "closed_loop");
+    for (int i = 0; i < r->n_closed; i++) {
+        const mti_bench_batcher_closed *p = &r->closed[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "clients", p->clients);
+        cJSON_AddNumberToObject(j, "direct_rps", p->direct_rps);
+        cJSON_AddNumberToObject(j, "batched_rps", p->batched_rps);
+        cJSON_AddNumberToObject(j, "mean_batch", p->mean_batch);
+        cJSON_AddNumberToObject(j, "ideal_batch", p->ideal_batch);
+        cJSON_AddNumberToObject(j, "ideal_sps", p->ideal_sps);
+        cJSON_AddNumberToObject(j, "of_ideal", p->of_ideal);
+        cJSON_AddNumberToObject(j, "batched_p50_us", p->batched_p50_us);
+        cJSON_AddNumberToObject(j, "batched_p99_us", p->batched_p99_us);
+        cJSON_AddNumberToObject(j, "direct_p50_us", p->direct_p50_us);
+        cJSON_AddNumberToObject(j, "direct_p99_us", p->direct_p99_us);
+        cJSON_AddItemToArray(closed, j);
+    }
+    cJSON *open_loop = cJSON_AddArrayToObject(jb, "open_loop");
+    for (int i = 0; i < r->n_open; i++) {
+        const mti_bench_batcher_open *p = &r->open[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "offered_rps", p->offered_rps);
+        cJSON_AddNumberToObject(j, "achieved_rps", p->achieved_rps);
+        cJSON_AddNumberToObject(j, "p50_us", p->p50_us);
+        cJSON_AddNumberToObject(j, "p99_us", p->p99_us);
+        cJSON_AddNumberToObject(j, "p999_us", p->p999_us);
+        cJSON_AddNumberToObject(j, "mean_batch", p->mean_batch);
+        cJSON_AddNumberToObject(j, "dropped", (double)p->dropped);
+        cJSON_AddItemToArray(open_loop, j);
+    }
+    free(r);
+}
+
 /* ---- charts ------------------------------------------------------------------------------ */
 
 static int series_from(cJSON *arr, const char *xkey, const char *ykey, const char *sub, double *x,
@@ -759,4 +813,26 @@ void bench_write_charts(struct bench_ctx *c)
     if (k > 0)
         bench_svg_chart(dir, "batch-latency", "MLP request latency vs batch size", "batch",
                         "latency (ms)", lat, 2);
+    cJSON *jb = cJSON_GetObjectItem(c->json, "batcher");
+    cJSON *closed = cJSON_GetObjectItem(jb, "closed_loop");
+    n = 0;
+    static const struct {
+        const char *field, *label;
+    } client_series[] = {{"direct_rps", "direct (thread per client)"},
+                         {"batched_rps", "through the batcher"}};
+    for (int i = 0; i < 2; i++) {
+        k = series_from(closed, "clients", client_series[i].field, NULL, x[n], y[n],
+                        BENCH_MAX_POINTS);
+        if (k > 0)
+            s[n] = (struct svg_series){client_series[i].label, x[n], y[n], k}, n++;
+    }
+    if (n)
+        bench_svg_chart(dir, "batcher-throughput", "Single-sample requests/s vs clients",
+                        "client threads", "requests/s", s, n);
+    k = series_from(cJSON_GetObjectItem(jb, "open_loop"), "offered_rps", "p99_us", NULL, x[4],
+                    y[4], BENCH_MAX_POINTS);
+    struct svg_series p99 = {"batcher p99", x[4], y[4], k};
+    if (k > 0)
+        bench_svg_chart(dir, "batcher-latency", "p99 latency vs offered load (open loop)",
+                        "offered requests/s", "p99 latency (us)", &p99, 1);
 }

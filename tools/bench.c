@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tools/bench-batcher.h"
 #include "tools/bench.h"
 #include "tools/cli.h"
 
@@ -29,7 +30,8 @@ static const struct {
                   {"patterns", SEC_PATTERNS},
                   {"serialization", SEC_SERIAL},
                   {"batch", SEC_BATCH},
-                  {"raw", SEC_RAW}};
+                  {"raw", SEC_RAW},
+                  {"batcher", SEC_BATCHER}};
 #define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 static void usage(FILE *out)
@@ -53,6 +55,8 @@ static void usage(FILE *out)
         "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
         "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
         "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
+            "  batcher        the dynamic batcher: 1..256 closed-loop clients (direct, batched,\n"
+            "                 pre-batched ideal), then an open loop with latency vs offered load\n"
         "\n"
         "options:\n"
         "  --sections LIST   comma-separated subset of the above\n"
@@ -116,7 +120,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
     o->n_batches = 6;
     o->duration_s = 1.0;
     o->trials = 3;
-    o->sections = SEC_ALL & ~SEC_BATCHER;
+    o->sections = SEC_ALL;
     o->progress = isatty(2);
     o->peer = "python3";
     for (int i = 1; i < argc; i++) {
@@ -331,6 +335,7 @@ int mti_cli_bench(int argc, char **argv)
     if (o.sections & SEC_SERIAL) bench_section_serialization(&c);
     if (o.sections & SEC_BATCH) bench_section_batch(&c);
     if (o.sections & SEC_RAW) bench_section_raw(&c);
+    if (o.sections & SEC_BATCHER) bench_section_batcher(&c);
     cJSON_AddItemToObject(root, "environment_after", environment(c.rt, "after"));
     if (o.svg_dir) bench_write_charts(&c);
     if (o.json_path) {

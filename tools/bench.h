@@ -113,6 +113,7 @@ void bench_section_patterns(struct bench_ctx *c);
 void bench_section_serialization(struct bench_ctx *c);
 void bench_section_batch(struct bench_ctx *c);
 void bench_section_raw(struct bench_ctx *c);
+void bench_section_batcher(struct bench_ctx *c);
 void bench_write_charts(struct bench_ctx *c);
 
 /* ---- the peer (bench-peer.c) ------------------------------------------------------------ */

@@ -13,7 +13,7 @@
 
 /* Log-linear histogram of nanoseconds: 8 sub-buckets per power of two (~9% resolution), up to
  * 2^40 ns. Any thread adds with relaxed atomics (counters only; no ordering needed). */
-#define MTI_LHIST_SUB 8
+#define MTI_LHIST_SUB     8
 #define MTI_LHIST_BUCKETS (41 * MTI_LHIST_SUB)
 
 struct mti_lhist {

@@ -29,9 +29,8 @@ void mti__lhist_add(struct mti_lhist *h, uint64_t ns)
 {
     mti_atomic_fetch_add_relaxed(&h->n[bucket_of(ns)], 1);
     uint64_t cur = mti_atomic_load_relaxed(&h->max_ns);
-    while (cur < ns && !atomic_compare_exchange_weak_explicit(&h->max_ns, &cur, ns,
-                                                              memory_order_relaxed,
-                                                              memory_order_relaxed)) {
+    while (cur < ns && !atomic_compare_exchange_weak_explicit(
+                           &h->max_ns, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 

@@ -54,11 +54,13 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/sync.h"
+#include "model/model-internal.h"
+#include "model/plan.h"
 #include "batch/batch-internal.h"
 #include "model/plan.h" /* struct mti_model: the runtime the model belongs to */
 #include "runtime/runtime-internal.h"
 
-#define MAX_SLOTS 16
+#define MAX_SLOTS      16
 #define HANDOFF_ROUNDS 2 /* batches a client thread launches after its own before handing off */
 
 enum slot_state { SLOT_FREE, SLOT_OPEN, SLOT_RUNNING, SLOT_READING };
@@ -491,8 +493,10 @@ static mti_status submit_eager(struct mti_batcher *b, struct slot *s, int exec, 
     size_t in_bytes = sizeof(float) * (size_t)b->in_floats;
     size_t out_bytes = sizeof(float) * (size_t)b->out_floats;
     int seq = b->p.seq;
-    if (b->cpu) /* host memory is device memory: the forward reads and writes staging */
-        return mti_model_infer_async(b->model, s->stream, exec, seq, s->stage_in, s->stage_out);
+    if (b->cpu) /* host memory is device memory: the forward reads and writes staging; the
+                   launching thread waits for the batch next, so it runs the ops itself */
+        return mti__plan_infer_async(b->model, s->stream, exec, b->model->desc->sequence ? seq : 1,
+                                     s->stage_in, s->stage_out, MTI_SUBMIT_WAITED);
     MTI_CHECK(mti_memcpy_async(s->stream, s->dev_in, s->stage_in, in_bytes * (size_t)exec,
                                MTI_COPY_HOST_TO_DEVICE));
     MTI_CHECK(mti_model_infer_async(b->model, s->stream, exec, seq, s->dev_in, s->dev_out));
@@ -584,8 +588,7 @@ static void complete(struct mti_batcher *b, struct slot *s, uint64_t t0, struct 
     bump_and_wake(&s->gen, &s->sleepers);
     for (int i = 0; i < s->n_async; i++)
         answer_async(s->async_list[i], st);
-    if (atomic_fetch_sub_explicit(&s->holds, 1, memory_order_acq_rel) == 1)
-        free_slot(b, s, out, k);
+    if (atomic_fetch_sub_explicit(&s->holds, 1, memory_order_acq_rel) == 1) free_slot(b, s, out, k);
 }
 
 static void free_slot(struct mti_batcher *b, struct slot *s, struct slot **out, int *k)
@@ -708,8 +711,8 @@ static int place(struct mti_batcher *b, struct mti_batch_request *r, struct slot
     }
     if (!r->blocking && r->deadline) b->n_async_deadlines++;
     k += pump(b, out + k, now);
-    if (b->svc_sleeping && ((r->state == REQ_ROW && r->slot->n == 1) ||
-                            (!r->blocking && r->deadline)))
+    if (b->svc_sleeping &&
+        ((r->state == REQ_ROW && r->slot->n == 1) || (!r->blocking && r->deadline)))
         mti_cond_signal(&b->svc_cv); /* a timer to arm */
     return k;
 }
@@ -804,7 +807,8 @@ mti_status mti_batcher_infer(mti_batcher_t b, const float *input, float *output,
     }
     st = member_finish(b, &r, output);
     leave(b);
-    if (st != MTI_OK) return mti__error(st, "the request's batch failed: %s", mti_status_string(st));
+    if (st != MTI_OK)
+        return mti__error(st, "the request's batch failed: %s", mti_status_string(st));
     return MTI_OK;
 }
 
@@ -862,8 +866,8 @@ mti_status mti_batcher_submit(mti_batcher_t b, const float *input, float *output
         }
     }
     r->input = r->in_copy ? r->in_copy : input;
-    if (!r->in_copy && !(b->open ? b->ovf_len == 0 && b->open->n < b->p.max_batch
-                                 : b->n_free > 0)) {
+    if (!r->in_copy &&
+        !(b->open ? b->ovf_len == 0 && b->open->n < b->p.max_batch : b->n_free > 0)) {
         /* Room vanished between the checks: copy under the lock (rare; a row copy is small). */
         r->in_copy = malloc(sizeof(float) * (size_t)b->in_floats);
         if (!r->in_copy) {
@@ -1248,9 +1252,9 @@ void mti_batcher_reset_stats(mti_batcher_t b)
 {
     if (!b) return;
     _Atomic uint64_t *counters[] = {
-        &b->st.requests, &b->st.completed, &b->st.failed, &b->st.rejected, &b->st.timeouts,
-        &b->st.cancelled, &b->st.stopped,  &b->st.batches, &b->st.rows,    &b->st.padded,
-        &b->st.idle,     &b->st.full,      &b->st.delay,   &b->st.overflow};
+        &b->st.requests,  &b->st.completed, &b->st.failed,  &b->st.rejected, &b->st.timeouts,
+        &b->st.cancelled, &b->st.stopped,   &b->st.batches, &b->st.rows,     &b->st.padded,
+        &b->st.idle,      &b->st.full,      &b->st.delay,   &b->st.overflow};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         mti_atomic_store_relaxed(counters[i], 0);
     for (int i = 0; i < MTI_BATCHER_HIST_BINS; i++)

@@ -284,7 +284,7 @@ mti_status mti_model_infer_async(mti_model_t m, mti_stream_t stream, int batch, 
     MTI_CHECK_ARG(stream->dev->rt == m->rt, "stream and model belong to different runtimes");
     size_t rows;
     MTI_CHECK(mti__model_check_shape(m->desc, batch, seq, &rows));
-    return mti__plan_infer_async(m, stream, batch, m->desc->sequence ? seq : 1, input, output);
+    return mti__plan_infer_async(m, stream, batch, m->desc->sequence ? seq : 1, input, output, 0);
 }
 
 void mti_error_stats_compute(const float *out, const double *ref, size_t count,

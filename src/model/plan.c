@@ -427,17 +427,17 @@ mti_status mti__plan_infer(struct mti_model *m, int batch, int seq, const float 
 }
 
 mti_status mti__plan_infer_async(struct mti_model *m, struct mti_stream *s, int batch, int seq,
-                                 const float *input, float *output)
+                                 const float *input, float *output, unsigned flags)
 {
     MTI_CHECK(mti__runtime_check(m->rt));
     struct mti_plan *p;
     MTI_CHECK(plan_get(m, s, batch, seq, &p));
     mti__encode_begin(s);
     const float *y = NULL;
-    mti_status st = encode_forward(m, s, p, input, 0, &y);
+    mti_status st = encode_forward(m, s, p, input, flags, &y);
     if (st == MTI_OK)
         st = mti__op_memcpy(s, output, y, p->rows * m->desc->out_features * sizeof(float),
-                            MTI_COPY_DEVICE_TO_DEVICE, 0);
+                            MTI_COPY_DEVICE_TO_DEVICE, flags);
     mti__encode_end(s);
     return st;
 }

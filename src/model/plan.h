@@ -32,6 +32,6 @@ mti_status mti__model_check_shape(const struct mti_model_desc *d, int batch, int
 mti_status mti__plan_infer(struct mti_model *m, int batch, int seq, const float *input,
                            float *output);
 mti_status mti__plan_infer_async(struct mti_model *m, struct mti_stream *s, int batch, int seq,
-                                 const float *input, float *output);
+                                 const float *input, float *output, unsigned flags);
 
 #endif
