@@ -101,18 +101,18 @@ typedef enum mti_serialization {
 } mti_serialization;
 
 typedef struct mti_runtime_params {
-    mti_backend_kind backend;       /* MTI_BACKEND: auto|cpu|cuda */
-    int device;                     /* MTI_DEVICE: GPU ordinal, or -1 for all GPUs */
-    int pool_size;                  /* MTI_POOL_SIZE: stream slots per device, 1..64 */
-    mti_pool_exhaustion exhaustion; /* MTI_POOL_EXHAUSTION: fail|wait|block */
-    int pool_wait_ms;               /* MTI_POOL_WAIT_MS: bound for MTI_POOL_WAIT */
-    mti_stream_assign assign;       /* MTI_STREAM_ASSIGN: exclusive|round-robin */
-    mti_sync_mode sync_mode;        /* MTI_SYNC_MODE: auto|spin|yield|block */
+    mti_backend_kind backend;        /* MTI_BACKEND: auto|cpu|cuda */
+    int device;                      /* MTI_DEVICE: GPU ordinal, or -1 for all GPUs */
+    int pool_size;                   /* MTI_POOL_SIZE: stream slots per device, 1..64 */
+    mti_pool_exhaustion exhaustion;  /* MTI_POOL_EXHAUSTION: fail|wait|block */
+    int pool_wait_ms;                /* MTI_POOL_WAIT_MS: bound for MTI_POOL_WAIT */
+    mti_stream_assign assign;        /* MTI_STREAM_ASSIGN: exclusive|round-robin */
+    mti_sync_mode sync_mode;         /* MTI_SYNC_MODE: auto|spin|yield|block */
     mti_serialization serialization; /* MTI_SERIALIZATION: per-stream|global|semaphore[:N] */
-    int serial_limit;               /* N for MTI_SERIAL_SEMAPHORE (default 2) */
-    size_t memory_limit;            /* MTI_MEMORY_LIMIT: device bytes the allocator may hold; 0 = no
-                                       limit (K/M/G suffixes in the env value) */
-    int alloc_poison;               /* MTI_ALLOC_POISON: 0|1, fill freed blocks with 0xA5 bytes */
+    int serial_limit;                /* N for MTI_SERIAL_SEMAPHORE (default 2) */
+    size_t memory_limit; /* MTI_MEMORY_LIMIT: device bytes the allocator may hold; 0 = no
+                            limit (K/M/G suffixes in the env value) */
+    int alloc_poison;    /* MTI_ALLOC_POISON: 0|1, fill freed blocks with 0xA5 bytes */
 } mti_runtime_params;
 
 /* Fills *params with the defaults (auto backend, 32 slots, block when exhausted, exclusive
@@ -140,14 +140,14 @@ const char *mti_runtime_device_name(mti_runtime_t rt);
 const char *mti_backend_name(mti_backend_kind kind);
 
 typedef struct mti_pool_stats {
-    int size;              /* slots per device */
-    int in_use;            /* slots held now (exclusive mode) */
-    int peak_in_use;       /* most slots held at once since creation */
-    int streams_created;   /* streams created lazily so far */
-    uint64_t acquires;     /* successful acquisitions */
-    uint64_t waits;        /* acquisitions that had to wait */
-    uint64_t timeouts;     /* waits that ended in MTI_ERR_TIMEOUT */
-    uint64_t exhausted;    /* MTI_ERR_POOL_EXHAUSTED returned */
+    int size;            /* slots per device */
+    int in_use;          /* slots held now (exclusive mode) */
+    int peak_in_use;     /* most slots held at once since creation */
+    int streams_created; /* streams created lazily so far */
+    uint64_t acquires;   /* successful acquisitions */
+    uint64_t waits;      /* acquisitions that had to wait */
+    uint64_t timeouts;   /* waits that ended in MTI_ERR_TIMEOUT */
+    uint64_t exhausted;  /* MTI_ERR_POOL_EXHAUSTED returned */
 } mti_pool_stats;
 
 /* Snapshot of the pool counters (summed over devices). Thread-safe, lock-free. */
@@ -304,9 +304,8 @@ typedef enum mti_activation {
 } mti_activation;
 
 /* y[m,n] = act(x[m,k] * w[n,k]^T + bias[n]) in stream order; bias may be NULL. */
-mti_status mti_linear_async(mti_stream_t stream, const float *x, const float *w,
-                            const float *bias, float *y, int m, int n, int k,
-                            mti_activation act);
+mti_status mti_linear_async(mti_stream_t stream, const float *x, const float *w, const float *bias,
+                            float *y, int m, int n, int k, mti_activation act);
 
 /* ---------------------------------------------------------------------------------------------
  * Models: a .safetensors file (weights with PyTorch's names) plus the architecture as JSON,

@@ -19,8 +19,7 @@ int run_stress_tests(void);
 int main(void)
 {
     const char *filter = getenv("MTI_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
+    if (filter && *filter) cmocka_set_test_filter(filter);
     int failed = 0;
     failed += run_params_tests();
     failed += run_linear_tests();

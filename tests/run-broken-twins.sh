@@ -25,8 +25,8 @@ for row in "${twins[@]}"; do
     mkdir -p "$(dirname "$dir")"
     echo "build of $flag failed:"; cat "$dir.log"; exit 1
   fi
-  # A crash or a hang (killed after 120 s) counts as caught, as a failed check does.
-  if MTI_TEST_FILTER="$test" timeout --signal=KILL 120 "$dir/bin/mtinfer-tests" >"$dir.$$.out" 2>&1; then
+  # A crash or a hang (killed after 60 s) counts as caught, as a failed check does.
+  if MTI_TEST_FILTER="$test" timeout --signal=KILL 60 "$dir/bin/mtinfer-tests" >"$dir.$$.out" 2>&1; then
     verdict="NOT CAUGHT (test passed against the bug)"
     status=1
   else

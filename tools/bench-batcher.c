@@ -361,10 +361,11 @@ int mti_bench_batcher_section(mti_runtime_t rt, mti_model_t model,
     sh->out = info.output_features;
     int rc = 0;
 
-    bench_out("\n### Batcher: closed loop, single-sample requests (%.1f s windows)\n\n", cfg->seconds);
+    bench_out("\n### Batcher: closed loop, single-sample requests (%.1f s windows)\n\n",
+              cfg->seconds);
     bench_out("| clients | direct req/s | batched req/s | mean batch | ideal samples/s (batch) | "
-           "batched / ideal | batched p50 / p99 us | direct p50 / p99 us | queue p99 us | "
-           "compute p99 us | launches idle/full/delay |\n");
+              "batched / ideal | batched p50 / p99 us | direct p50 / p99 us | queue p99 us | "
+              "compute p99 us | launches idle/full/delay |\n");
     bench_out("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     double best = 0;
     for (int i = 0; i < cfg->n_clients && r->n_closed < MTI_BENCH_BATCHER_MAX_POINTS; i++) {
@@ -406,12 +407,13 @@ int mti_bench_batcher_section(mti_runtime_t rt, mti_model_t model,
         c->of_ideal = c->ideal_sps > 0 ? c->batched_rps / c->ideal_sps : 0;
         if (c->batched_rps < 0 || c->ideal_sps < 0) rc = 2;
         if (c->batched_rps > best) best = c->batched_rps;
-        bench_out("| %d | %.0f | %.0f | %.1f | %.0f (%d) | %.0f%% | %.0f / %.0f | %.0f / %.0f | %.0f "
-               "| %.0f | %llu/%llu/%llu |\n",
-               c->clients, c->direct_rps, c->batched_rps, c->mean_batch, c->ideal_sps,
-               c->ideal_batch, 100 * c->of_ideal, c->batched_p50_us, c->batched_p99_us,
-               c->direct_p50_us, c->direct_p99_us, c->queue_p99_us, c->compute_p99_us,
-               c->idle_launches, c->full_launches, c->delay_launches);
+        bench_out(
+            "| %d | %.0f | %.0f | %.1f | %.0f (%d) | %.0f%% | %.0f / %.0f | %.0f / %.0f | %.0f "
+            "| %.0f | %llu/%llu/%llu |\n",
+            c->clients, c->direct_rps, c->batched_rps, c->mean_batch, c->ideal_sps, c->ideal_batch,
+            100 * c->of_ideal, c->batched_p50_us, c->batched_p99_us, c->direct_p50_us,
+            c->direct_p99_us, c->queue_p99_us, c->compute_p99_us, c->idle_launches,
+            c->full_launches, c->delay_launches);
         fflush(stdout);
         r->n_closed++;
     }
@@ -429,7 +431,7 @@ int mti_bench_batcher_section(mti_runtime_t rt, mti_model_t model,
         int n_gen = cfg->open_threads > 0 ? cfg->open_threads : 4;
         bench_out("\n### Batcher: open loop, Poisson arrivals (%d generator threads)\n\n", n_gen);
         bench_out("| offered req/s | achieved req/s | p50 us | p90 us | p99 us | p99.9 us | "
-               "mean batch | dropped |\n");
+                  "mean batch | dropped |\n");
         bench_out("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < n_rates; i++) {
             mti_batcher_t b;
@@ -446,15 +448,15 @@ int mti_bench_batcher_section(mti_runtime_t rt, mti_model_t model,
                 break;
             }
             bench_out("| %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %llu |\n", o->offered_rps,
-                   o->achieved_rps, o->p50_us, o->p90_us, o->p99_us, o->p999_us, o->mean_batch,
-                   o->dropped);
+                      o->achieved_rps, o->p50_us, o->p90_us, o->p99_us, o->p999_us, o->mean_batch,
+                      o->dropped);
             fflush(stdout);
             r->n_open++;
         }
     }
     bench_out("\nDirect: every client thread calls mti_model_infer (batch 1) on its own stream "
-           "(threads beyond the pool size wait for a slot). Batched: mti_batcher_infer. Ideal: "
-           "one thread calling mti_model_infer at the batcher's mean batch size.\n");
+              "(threads beyond the pool size wait for a slot). Batched: mti_batcher_infer. Ideal: "
+              "one thread calling mti_model_infer at the batcher's mean batch size.\n");
     free(sh);
     return rc;
 }

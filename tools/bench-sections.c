@@ -715,8 +715,7 @@ void bench_section_batcher(struct bench_ctx *c)
     mti_bench_batcher_results *r = calloc(1, sizeof *r);
     bench_out("\n## 7. The dynamic batcher (MLP, single-sample requests)\n");
     bench_progress(o, "batcher", "closed and open loop", 0);
-    if (mti_bench_batcher_section(c->rt, c->mlp, &cfg, r) != 0)
-        c->failed = 1;
+    if (mti_bench_batcher_section(c->rt, c->mlp, &cfg, r) != 0) c->failed = 1;
     bench_progress_done(o);
     cJSON *jb = cJSON_AddObjectToObject(c->json, "batcher");
     cJSON *closed = cJSON_AddArrayToObject(jb, "closed_loop");
@@ -823,14 +822,13 @@ void bench_write_charts(struct bench_ctx *c)
     for (int i = 0; i < 2; i++) {
         k = series_from(closed, "clients", client_series[i].field, NULL, x[n], y[n],
                         BENCH_MAX_POINTS);
-        if (k > 0)
-            s[n] = (struct svg_series){client_series[i].label, x[n], y[n], k}, n++;
+        if (k > 0) s[n] = (struct svg_series){client_series[i].label, x[n], y[n], k}, n++;
     }
     if (n)
         bench_svg_chart(dir, "batcher-throughput", "Single-sample requests/s vs clients",
                         "client threads", "requests/s", s, n);
-    k = series_from(cJSON_GetObjectItem(jb, "open_loop"), "offered_rps", "p99_us", NULL, x[4],
-                    y[4], BENCH_MAX_POINTS);
+    k = series_from(cJSON_GetObjectItem(jb, "open_loop"), "offered_rps", "p99_us", NULL, x[4], y[4],
+                    BENCH_MAX_POINTS);
     struct svg_series p99 = {"batcher p99", x[4], y[4], k};
     if (k > 0)
         bench_svg_chart(dir, "batcher-latency", "p99 latency vs offered load (open loop)",

@@ -24,14 +24,9 @@
 static const struct {
     const char *name;
     int bit;
-} k_sections[] = {{"single", SEC_SINGLE},
-                  {"threads", SEC_THREADS},
-                  {"story", SEC_STORY},
-                  {"patterns", SEC_PATTERNS},
-                  {"serialization", SEC_SERIAL},
-                  {"batch", SEC_BATCH},
-                  {"raw", SEC_RAW},
-                  {"batcher", SEC_BATCHER}};
+} k_sections[] = {{"single", SEC_SINGLE},     {"threads", SEC_THREADS},      {"story", SEC_STORY},
+                  {"patterns", SEC_PATTERNS}, {"serialization", SEC_SERIAL}, {"batch", SEC_BATCH},
+                  {"raw", SEC_RAW},           {"batcher", SEC_BATCHER}};
 #define N_SECTIONS (int)(sizeof k_sections / sizeof k_sections[0])
 
 static void usage(FILE *out)
@@ -55,8 +50,8 @@ static void usage(FILE *out)
         "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
         "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
         "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
-            "  batcher        the dynamic batcher: 1..256 closed-loop clients (direct, batched,\n"
-            "                 pre-batched ideal), then an open loop with latency vs offered load\n"
+        "  batcher        the dynamic batcher: 1..256 closed-loop clients (direct, batched,\n"
+        "                 pre-batched ideal), then an open loop with latency vs offered load\n"
         "\n"
         "options:\n"
         "  --sections LIST   comma-separated subset of the above\n"

@@ -10,26 +10,29 @@
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mtinfer <command> [options]\n"
-            "\n"
-            "Safe, fast multi-threaded neural-network inference on one GPU (CUDA) or the CPU.\n"
-            "\n"
-            "commands:\n"
-            "  info     the backend and device a runtime picks here, and its settings\n"
-            "  bench    measure request throughput: threads through the stream pool, batching,\n"
-            "           and a plain BLAS loop as the ceiling (mtinfer bench --help)\n"
-            "  model    create a model file (mlp, transformer) or describe one (mtinfer model --help)\n"
-            "  run      one forward pass of a model file, optionally checked against the float64\n"
-            "           reference (mtinfer run --help)\n"
-            "  stress   crash-isolated multi-thread stress, every output verified (mtinfer stress --help)\n"
-            "  help     this text\n"
-            "\n"
-            "Runtime settings come from MTI_* environment variables (see README.md):\n"
-            "  MTI_BACKEND=auto|cpu|cuda  MTI_POOL_SIZE=1..64  MTI_POOL_EXHAUSTION=fail|wait|block\n"
-            "  MTI_POOL_WAIT_MS=N  MTI_STREAM_ASSIGN=exclusive|round-robin\n"
-            "  MTI_SYNC_MODE=auto|spin|yield|block  MTI_SERIALIZATION=per-stream|global|semaphore[:N]\n"
-            "  MTI_MEMORY_LIMIT=bytes[K|M|G]  MTI_ALLOC_POISON=0|1  MTI_LOG_LEVEL=error|warn|info|debug\n");
+    fprintf(
+        out,
+        "usage: mtinfer <command> [options]\n"
+        "\n"
+        "Safe, fast multi-threaded neural-network inference on one GPU (CUDA) or the CPU.\n"
+        "\n"
+        "commands:\n"
+        "  info     the backend and device a runtime picks here, and its settings\n"
+        "  bench    measure request throughput: threads through the stream pool, batching,\n"
+        "           and a plain BLAS loop as the ceiling (mtinfer bench --help)\n"
+        "  model    create a model file (mlp, transformer) or describe one (mtinfer model --help)\n"
+        "  run      one forward pass of a model file, optionally checked against the float64\n"
+        "           reference (mtinfer run --help)\n"
+        "  stress   crash-isolated multi-thread stress, every output verified (mtinfer stress "
+        "--help)\n"
+        "  help     this text\n"
+        "\n"
+        "Runtime settings come from MTI_* environment variables (see README.md):\n"
+        "  MTI_BACKEND=auto|cpu|cuda  MTI_POOL_SIZE=1..64  MTI_POOL_EXHAUSTION=fail|wait|block\n"
+        "  MTI_POOL_WAIT_MS=N  MTI_STREAM_ASSIGN=exclusive|round-robin\n"
+        "  MTI_SYNC_MODE=auto|spin|yield|block  MTI_SERIALIZATION=per-stream|global|semaphore[:N]\n"
+        "  MTI_MEMORY_LIMIT=bytes[K|M|G]  MTI_ALLOC_POISON=0|1  "
+        "MTI_LOG_LEVEL=error|warn|info|debug\n");
 }
 
 static int cmd_info(int argc, char **argv)
@@ -67,16 +70,11 @@ int main(int argc, char **argv)
         print_usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "info") == 0)
-        return cmd_info(argc - 1, argv + 1);
-    if (strcmp(cmd, "bench") == 0)
-        return mti_cli_bench(argc - 1, argv + 1);
-    if (strcmp(cmd, "model") == 0)
-        return mti_cli_model(argc - 1, argv + 1);
-    if (strcmp(cmd, "run") == 0)
-        return mti_cli_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "stress") == 0)
-        return mti_cli_stress(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return mti_cli_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "model") == 0) return mti_cli_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return mti_cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "stress") == 0) return mti_cli_stress(argc - 1, argv + 1);
     fprintf(stderr, "mtinfer: unknown command '%s'\n\n", cmd);
     print_usage(stderr);
     return 2;

@@ -59,8 +59,7 @@ static struct mti_buffer *cache_pop(struct mti_stream_cache *c, int bin)
 {
     mti_mutex_lock(&c->lock);
     struct mti_buffer *b = c->bins[bin];
-    if (b)
-        c->bins[bin] = b->next;
+    if (b) c->bins[bin] = b->next;
     mti_mutex_unlock(&c->lock);
     return b;
 }
@@ -95,8 +94,7 @@ static mti_status backend_alloc(struct mti_allocator *a, size_t size, void **ptr
     mti_backend_device *bdev = a->dev->bdev;
     mti_status st = MTI_FAULT(ALLOC) ? mti__fault_error(MTI_ERR_OUT_OF_MEMORY, "device allocation")
                                      : bdev->iface->mem_alloc(bdev, size, ptr);
-    if (st != MTI_OK)
-        atomic_fetch_sub(&a->reserved, size);
+    if (st != MTI_OK) atomic_fetch_sub(&a->reserved, size);
     return st;
 }
 
@@ -164,8 +162,7 @@ mti_status mti__alloc_record_stream(struct mti_buffer *b, struct mti_stream *use
         return mti__error(MTI_ERR_INVALID_ARGUMENT,
                           "buffer of device %d used on a stream of device %d",
                           b->owner->dev->bdev->ordinal, user->dev->bdev->ordinal);
-    if (user != b->owner)
-        atomic_fetch_or(&b->used_by, (uint64_t)1 << user->slot);
+    if (user != b->owner) atomic_fetch_or(&b->used_by, (uint64_t)1 << user->slot);
     return MTI_OK;
 }
 
@@ -177,20 +174,17 @@ static bool record_use_events(struct mti_buffer *b, uint64_t used_by)
     mti_backend_device *bdev = b->owner->dev->bdev;
     int n = __builtin_popcountll(used_by);
     b->events = calloc((size_t)n, sizeof *b->events);
-    if (!b->events)
-        return false;
+    if (!b->events) return false;
     b->n_events = 0;
     for (uint64_t m = used_by; m; m &= m - 1) {
         struct mti_stream *user = mti_atomic_load_acquire(&pool->streams[__builtin_ctzll(m)]);
         mti_backend_event *e = NULL;
-        if (bdev->iface->event_create(bdev, false, &e) != MTI_OK)
-            return false;
+        if (bdev->iface->event_create(bdev, false, &e) != MTI_OK) return false;
         b->events[b->n_events++] = e;
         mti__encode_begin(user);
         mti_status st = e->iface->record(e, user->bs, 0);
         mti__encode_end(user);
-        if (st != MTI_OK)
-            return false;
+        if (st != MTI_OK) return false;
     }
     return true;
 }
@@ -213,8 +207,7 @@ void mti__alloc_free(struct mti_buffer *b)
     used_by = 0; /* Broken twin (tests only): reuse without waiting for other streams. */
 #endif
     if (used_by == 0) {
-        if (a->poison)
-            poison_block(b);
+        if (a->poison) poison_block(b);
         cache_push(&b->owner->cache, b);
         return;
     }
@@ -224,8 +217,7 @@ void mti__alloc_free(struct mti_buffer *b)
         struct mti_pool *pool = &b->owner->dev->pool;
         for (uint64_t m = used_by; m; m &= m - 1)
             mti__stream_sync(mti_atomic_load_acquire(&pool->streams[__builtin_ctzll(m)]));
-        if (a->poison)
-            poison_block(b);
+        if (a->poison) poison_block(b);
         cache_push(&b->owner->cache, b);
         return;
     }
@@ -239,8 +231,7 @@ void mti__alloc_free(struct mti_buffer *b)
 static bool events_complete(struct mti_buffer *b)
 {
     for (int i = 0; i < b->n_events; i++)
-        if (b->events[i]->iface->query(b->events[i]) != MTI_OK)
-            return false;
+        if (b->events[i]->iface->query(b->events[i]) != MTI_OK) return false;
     return true;
 }
 
@@ -265,8 +256,7 @@ void mti__alloc_reclaim_deferred(struct mti_allocator *a)
         done = b->next;
         destroy_events(b);
         atomic_fetch_sub(&a->deferred_bytes, b->size);
-        if (a->poison)
-            poison_block(b);
+        if (a->poison) poison_block(b);
         cache_push(&b->owner->cache, b);
     }
 }
@@ -315,11 +305,9 @@ mti_status mti__alloc_release_cached(struct mti_allocator *a)
     struct mti_pool *pool = &a->dev->pool;
     for (int slot = 0; slot < pool->size; slot++) {
         struct mti_stream *s = mti_atomic_load_acquire(&pool->streams[slot]);
-        if (!s)
-            continue;
+        if (!s) continue;
         struct mti_buffer *blocks = cache_take_all(&s->cache);
-        if (!blocks)
-            continue;
+        if (!blocks) continue;
         wait_for_submitted(s);
         while (blocks) {
             struct mti_buffer *b = blocks;

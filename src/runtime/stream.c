@@ -14,17 +14,13 @@ mti_status mti__stream_create(struct mti_device_ctx *dev, int slot, struct mti_s
 {
     *out = NULL;
     struct mti_stream *s = calloc(1, sizeof *s);
-    if (!s)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "stream");
+    if (!s) return mti__error(MTI_ERR_OUT_OF_MEMORY, "stream");
     s->dev = dev;
     s->slot = slot;
     mti_status st = mti_mutex_init(&s->record_lock);
-    if (st != MTI_OK)
-        goto fail;
-    if ((st = mti__stream_cache_init(&s->cache)) != MTI_OK)
-        goto fail_lock;
-    if ((st = dev->bdev->iface->stream_create(dev->bdev, &s->bs)) != MTI_OK)
-        goto fail_cache;
+    if (st != MTI_OK) goto fail;
+    if ((st = mti__stream_cache_init(&s->cache)) != MTI_OK) goto fail_lock;
+    if ((st = dev->bdev->iface->stream_create(dev->bdev, &s->bs)) != MTI_OK) goto fail_cache;
     *out = s;
     return MTI_OK;
 fail_cache:
@@ -191,8 +187,7 @@ mti_status mti_memcpy_async(mti_stream_t s, void *dst, const void *src, size_t b
     MTI_CHECK(check_stream(s));
     MTI_CHECK_ARG(kind >= MTI_COPY_HOST_TO_DEVICE && kind <= MTI_COPY_DEVICE_TO_DEVICE,
                   "copy kind %d is not a mti_copy_kind", (int)kind);
-    if (bytes == 0)
-        return MTI_OK;
+    if (bytes == 0) return MTI_OK;
     MTI_CHECK_ARG(dst != NULL && src != NULL, "memcpy of %zu bytes with a NULL pointer", bytes);
     mti__encode_begin(s);
     mti_status st = s->bs->iface->memcpy_async(s->bs, dst, src, bytes, kind, 0);
@@ -203,8 +198,7 @@ mti_status mti_memcpy_async(mti_stream_t s, void *dst, const void *src, size_t b
 mti_status mti_memset_async(mti_stream_t s, void *dst, int value, size_t bytes)
 {
     MTI_CHECK(check_stream(s));
-    if (bytes == 0)
-        return MTI_OK;
+    if (bytes == 0) return MTI_OK;
     MTI_CHECK_ARG(dst != NULL, "memset of %zu bytes at NULL", bytes);
     mti__encode_begin(s);
     mti_status st = s->bs->iface->memset_async(s->bs, dst, value, bytes, 0);
@@ -216,8 +210,7 @@ mti_status mti_linear_async(mti_stream_t s, const float *x, const float *w, cons
                             float *y, int m, int n, int k, mti_activation act)
 {
     MTI_CHECK(check_stream(s));
-    MTI_CHECK_ARG(m > 0 && n > 0 && k > 0, "linear shape m=%d n=%d k=%d must be positive", m, n,
-                  k);
+    MTI_CHECK_ARG(m > 0 && n > 0 && k > 0, "linear shape m=%d n=%d k=%d must be positive", m, n, k);
     MTI_CHECK_ARG(x && w && y, "linear: x, w and y must not be NULL");
     MTI_CHECK_ARG(act >= MTI_ACT_NONE && act <= MTI_ACT_GELU_TANH,
                   "activation %d is not a mti_activation", (int)act);
@@ -236,8 +229,7 @@ mti_status mti_event_create(mti_runtime_t rt, int timing, mti_event_t *out)
     MTI_CHECK_ARG(rt != NULL, "runtime is NULL");
     MTI_CHECK(mti__runtime_check(rt));
     struct mti_event *e = calloc(1, sizeof *e);
-    if (!e)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "event");
+    if (!e) return mti__error(MTI_ERR_OUT_OF_MEMORY, "event");
     e->rt = rt;
     mti_backend_device *bdev = rt->devices[0].bdev;
     mti_status st = bdev->iface->event_create(bdev, timing != 0, &e->be);
@@ -251,8 +243,7 @@ mti_status mti_event_create(mti_runtime_t rt, int timing, mti_event_t *out)
 
 void mti_event_destroy(mti_event_t e)
 {
-    if (!e)
-        return;
+    if (!e) return;
     e->be->iface->destroy(e->be);
     free(e);
 }
@@ -323,8 +314,7 @@ mti_status mti_buffer_alloc(mti_stream_t s, size_t bytes, mti_buffer_t *out)
 
 void mti_buffer_free(mti_buffer_t b)
 {
-    if (!b || mti__runtime_check(b->owner->dev->rt) != MTI_OK)
-        return;
+    if (!b || mti__runtime_check(b->owner->dev->rt) != MTI_OK) return;
     mti__alloc_free(b);
 }
 
@@ -355,16 +345,14 @@ mti_status mti_host_alloc(mti_runtime_t rt, size_t bytes, void **out)
     MTI_CHECK_ARG(bytes > 0, "host buffer of 0 bytes");
     MTI_CHECK(mti__runtime_check(rt));
     mti_backend_device *bdev = rt->devices[0].bdev;
-    if (bdev->iface->host_alloc)
-        return bdev->iface->host_alloc(bdev, bytes, out);
+    if (bdev->iface->host_alloc) return bdev->iface->host_alloc(bdev, bytes, out);
     *out = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     return *out ? MTI_OK : mti__error(MTI_ERR_OUT_OF_MEMORY, "host buffer of %zu bytes", bytes);
 }
 
 void mti_host_free(mti_runtime_t rt, void *ptr)
 {
-    if (!rt || !ptr || mti__runtime_check(rt) != MTI_OK)
-        return;
+    if (!rt || !ptr || mti__runtime_check(rt) != MTI_OK) return;
     mti_backend_device *bdev = rt->devices[0].bdev;
     if (bdev->iface->host_free)
         bdev->iface->host_free(bdev, ptr);
@@ -413,8 +401,7 @@ mti_status mti_stream_end_capture(mti_stream_t s, mti_graph_t *out)
     *out = NULL;
     MTI_CHECK(check_capture(s));
     struct mti_graph *g = calloc(1, sizeof *g);
-    if (!g)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph");
+    if (!g) return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph");
     mti__encode_begin(s);
     mti_status st = s->bs->iface->graph_end(s->bs, &g->bg);
     mti__encode_end(s);
@@ -441,8 +428,7 @@ mti_status mti_graph_launch(mti_graph_t g, mti_stream_t s)
 
 void mti_graph_destroy(mti_graph_t g)
 {
-    if (!g || mti__runtime_check(g->rt) != MTI_OK)
-        return;
+    if (!g || mti__runtime_check(g->rt) != MTI_OK) return;
     g->iface->graph_destroy(g->bg);
     free(g);
 }

@@ -49,8 +49,7 @@ mti_status mti__cpu_op_run(struct cpu_stream *s, const struct cpu_op *op)
         mti_status first = MTI_OK;
         for (int i = 0; i < g->n_ops; i++) {
             mti_status st = mti__cpu_op_run(s, &g->ops[i]);
-            if (st != MTI_OK && first == MTI_OK)
-                first = st;
+            if (st != MTI_OK && first == MTI_OK) first = st;
         }
         mti__cpu_graph_unref(g);
         return first;
@@ -83,12 +82,10 @@ static void wait_for_progress(struct cpu_stream *s, mti_sync_mode mode) MTI_REQU
                 sched_yield();
             else
                 mti_cpu_relax();
-            if (budget > 0)
-                budget--;
+            if (budget > 0) budget--;
         }
         mti_mutex_lock(&s->lock);
-        if (s->head != seen || !s->executing)
-            return;
+        if (s->head != seen || !s->executing) return;
     }
     s->done_waiters++;
     while (s->head == seen && s->executing)
@@ -122,22 +119,18 @@ static void run_until(struct cpu_stream *s, uint64_t target, mti_sync_mode mode)
             s->head++;
             /* release: a lock-free reader that sees the new count sees the op's effects */
             mti_atomic_store_release(&s->completed, s->head);
-            if (st != MTI_OK && s->error == MTI_OK)
-                s->error = st;
-            if (s->done_waiters > 0)
-                mti_cond_broadcast(&s->done_cv);
+            if (st != MTI_OK && s->error == MTI_OK) s->error = st;
+            if (s->done_waiters > 0) mti_cond_broadcast(&s->done_cv);
         }
         s->executing = false;
         /* Work beyond our target that someone asked to progress: hand it to the worker. */
-        if (s->kick_seq > s->head && s->worker_sleeping)
-            wake_worker(s);
+        if (s->kick_seq > s->head && s->worker_sleeping) wake_worker(s);
     }
 }
 
 void mti__cpu_stream_wait_seq(struct cpu_stream *s, uint64_t seq, mti_sync_mode mode)
 {
-    if (mti__cpu_stream_completed(s) >= seq)
-        return;
+    if (mti__cpu_stream_completed(s) >= seq) return;
     mti_mutex_lock(&s->lock);
     run_until(s, seq, mode);
     mti_mutex_unlock(&s->lock);
@@ -145,10 +138,8 @@ void mti__cpu_stream_wait_seq(struct cpu_stream *s, uint64_t seq, mti_sync_mode 
 
 static void kick_locked(struct cpu_stream *s, uint64_t seq) MTI_REQUIRES(s->lock)
 {
-    if (seq > s->kick_seq)
-        s->kick_seq = seq;
-    if (s->kick_seq > s->head && !s->executing && s->worker_sleeping)
-        wake_worker(s);
+    if (seq > s->kick_seq) s->kick_seq = seq;
+    if (s->kick_seq > s->head && !s->executing && s->worker_sleeping) wake_worker(s);
 }
 
 void mti__cpu_stream_kick(struct cpu_stream *s, uint64_t seq)
@@ -164,8 +155,7 @@ static mti_status capture_op(struct cpu_stream *s, const struct cpu_op *op)
     if (s->n_capture == s->capture_cap) {
         int cap = s->capture_cap ? 2 * s->capture_cap : 16;
         struct cpu_op *ops = realloc(s->capture_ops, sizeof *ops * (size_t)cap);
-        if (!ops)
-            return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph capture of %d ops", cap);
+        if (!ops) return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph capture of %d ops", cap);
         s->capture_ops = ops;
         s->capture_cap = cap;
     }
@@ -177,20 +167,16 @@ mti_status mti__cpu_stream_submit(struct cpu_stream *s, const struct cpu_op *op,
                                   uint64_t *seq_out)
 {
     struct cpu_device *dev = (struct cpu_device *)s->base.device;
-    if (MTI_FAULT(SUBMIT))
-        return mti__fault_error(MTI_ERR_DEVICE, "backend submission");
-    if (mti_atomic_load_relaxed(&s->capturing))
-        return capture_op(s, op);
+    if (MTI_FAULT(SUBMIT)) return mti__fault_error(MTI_ERR_DEVICE, "backend submission");
+    if (mti_atomic_load_relaxed(&s->capturing)) return capture_op(s, op);
     mti_mutex_lock(&s->lock);
     /* A full ring: help drain it (or wait) until one slot frees. */
     while (s->tail - s->head >= MTI_CPU_RING_CAP)
         run_until(s, s->head + 1, dev->sync_mode);
     s->ring[s->tail % MTI_CPU_RING_CAP] = *op;
     s->tail++;
-    if (seq_out)
-        *seq_out = s->tail;
-    if (!(flags & MTI_SUBMIT_WAITED))
-        kick_locked(s, s->tail);
+    if (seq_out) *seq_out = s->tail;
+    if (!(flags & MTI_SUBMIT_WAITED)) kick_locked(s, s->tail);
     mti_mutex_unlock(&s->lock);
     return MTI_OK;
 }
@@ -205,8 +191,7 @@ static void *worker_main(void *arg)
             run_until(s, s->kick_seq, dev->sync_mode);
             continue;
         }
-        if (s->stopping)
-            break;
+        if (s->stopping) break;
         s->worker_sleeping = true;
         mti_cond_wait(&s->work_cv, &s->lock);
         s->worker_sleeping = false;
@@ -240,8 +225,7 @@ static mti_status stream_query(mti_backend_stream *bs)
     MTI_CHECK(refuse_while_capturing(s, "query"));
     mti_mutex_lock(&s->lock);
     bool idle = s->head == s->tail;
-    if (!idle)
-        kick_locked(s, s->tail);
+    if (!idle) kick_locked(s, s->tail);
     mti_mutex_unlock(&s->lock);
     return idle ? MTI_OK : MTI_ERR_NOT_READY;
 }
@@ -336,17 +320,13 @@ mti_status mti__cpu_stream_create(mti_backend_device *dev, mti_backend_stream **
 {
     *out = NULL;
     struct cpu_stream *s = calloc(1, sizeof *s);
-    if (!s)
-        return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu stream");
+    if (!s) return mti__error(MTI_ERR_OUT_OF_MEMORY, "cpu stream");
     s->base.iface = &cpu_stream_iface;
     s->base.device = dev;
     mti_status st = mti_mutex_init(&s->lock);
-    if (st != MTI_OK)
-        goto fail_free;
-    if ((st = mti_cond_init(&s->done_cv)) != MTI_OK)
-        goto fail_mutex;
-    if ((st = mti_cond_init(&s->work_cv)) != MTI_OK)
-        goto fail_done;
+    if (st != MTI_OK) goto fail_free;
+    if ((st = mti_cond_init(&s->done_cv)) != MTI_OK) goto fail_mutex;
+    if ((st = mti_cond_init(&s->work_cv)) != MTI_OK) goto fail_done;
     if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
         st = mti__error(MTI_ERR_OUT_OF_MEMORY, "cannot start a cpu stream worker thread");
         goto fail_work;

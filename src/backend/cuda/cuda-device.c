@@ -158,8 +158,7 @@ static mti_status host_alloc(mti_backend_device *bd, size_t bytes, void **out)
 
 static void host_free(mti_backend_device *bd, void *ptr)
 {
-    if (ptr)
-        MTI_CUDA_NOTE(mti__cuda_dev(bd), cudaFreeHost(ptr));
+    if (ptr) MTI_CUDA_NOTE(mti__cuda_dev(bd), cudaFreeHost(ptr));
 }
 
 /* cudaPointerGetAttributes costs about a microsecond: callers ask only for large copies. */

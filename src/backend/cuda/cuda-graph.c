@@ -122,8 +122,7 @@ mti_status mti__cuda_graph_launch(mti_backend_stream *bs, mti_backend_graph *bg,
 
 void mti__cuda_graph_destroy(mti_backend_graph *bg)
 {
-    if (!bg)
-        return;
+    if (!bg) return;
     mti_cuda_graph *g = (mti_cuda_graph *)bg;
     struct cuda_device *dev = mti__cuda_dev(g->base.device);
     MTI_CUDA_NOTE(dev, cudaGraphExecDestroy(g->exec));
