@@ -61,9 +61,15 @@ struct mti_runtime {
     int pins; /* thread-exit releases in progress; destroy waits for 0 */
 };
 
+/* An event is a marker on whichever device's stream recorded it last: one backend event per
+ * device, made on the first record there (so one event orders work across GPUs too). */
 struct mti_event {
     struct mti_runtime *rt;
-    mti_backend_event *be;
+    bool timing;
+    /* Device index of the last record, -1 before any. Written by the recorder (release), read
+     * by waiters (acquire): a waiter sees the backend event the recorder made. */
+    _Atomic int current;
+    mti_backend_event *_Atomic per_device[]; /* rt->n_devices entries */
 };
 
 /* Process-wide fork epoch, bumped in the child by pthread_atfork. */

@@ -228,15 +228,14 @@ mti_status mti_event_create(mti_runtime_t rt, int timing, mti_event_t *out)
     *out = NULL;
     MTI_CHECK_ARG(rt != NULL, "runtime is NULL");
     MTI_CHECK(mti__runtime_check(rt));
-    struct mti_event *e = calloc(1, sizeof *e);
+    struct mti_event *e =
+        calloc(1, sizeof *e + sizeof(mti_backend_event *) * (size_t)rt->n_devices);
     if (!e) return mti__error(MTI_ERR_OUT_OF_MEMORY, "event");
     e->rt = rt;
-    mti_backend_device *bdev = rt->devices[0].bdev;
-    mti_status st = bdev->iface->event_create(bdev, timing != 0, &e->be);
-    if (st != MTI_OK) {
-        free(e);
-        return st;
-    }
+    e->timing = timing != 0;
+    atomic_init(&e->current, -1);
+    for (int i = 0; i < rt->n_devices; i++)
+        atomic_init(&e->per_device[i], NULL);
     *out = e;
     return MTI_OK;
 }
@@ -244,7 +243,10 @@ mti_status mti_event_create(mti_runtime_t rt, int timing, mti_event_t *out)
 void mti_event_destroy(mti_event_t e)
 {
     if (!e) return;
-    e->be->iface->destroy(e->be);
+    for (int i = 0; i < e->rt->n_devices; i++) {
+        mti_backend_event *be = mti_atomic_load_acquire(&e->per_device[i]);
+        if (be) be->iface->destroy(be);
+    }
     free(e);
 }
 
@@ -254,17 +256,40 @@ static mti_status check_event(mti_event_t e)
     return mti__runtime_check(e->rt);
 }
 
+/* The backend event of the last record, or NULL before any (then the event is complete). */
+static mti_backend_event *current_event(mti_event_t e)
+{
+    int dev = mti_atomic_load_acquire(&e->current);
+    return dev < 0 ? NULL : mti_atomic_load_acquire(&e->per_device[dev]);
+}
+
+/* The event's backend event on dev, made on first use (two racing recorders: one wins). */
+static mti_status device_event(mti_event_t e, struct mti_device_ctx *dev, mti_backend_event **out)
+{
+    mti_backend_event *be = mti_atomic_load_acquire(&e->per_device[dev->index]);
+    if (!be) {
+        MTI_CHECK(dev->bdev->iface->event_create(dev->bdev, e->timing, &be));
+        mti_backend_event *expected = NULL;
+        if (!atomic_compare_exchange_strong(&e->per_device[dev->index], &expected, be)) {
+            be->iface->destroy(be);
+            be = expected;
+        }
+    }
+    *out = be;
+    return MTI_OK;
+}
+
 mti_status mti_event_record(mti_event_t e, mti_stream_t s)
 {
     MTI_CHECK(check_event(e));
     MTI_CHECK(check_stream(s));
     MTI_CHECK_ARG(s->dev->rt == e->rt, "event and stream belong to different runtimes");
-    MTI_CHECK_ARG(e->be->device == s->bs->device,
-                  "event of device %d recorded on a stream of device %d", e->be->device->ordinal,
-                  s->bs->device->ordinal);
+    mti_backend_event *be;
+    MTI_CHECK(device_event(e, s->dev, &be));
     mti__encode_begin(s);
-    mti_status st = e->be->iface->record(e->be, s->bs, 0);
+    mti_status st = be->iface->record(be, s->bs, 0);
     mti__encode_end(s);
+    if (st == MTI_OK) mti_atomic_store_release(&e->current, s->dev->index);
     return st;
 }
 
@@ -273,8 +298,10 @@ mti_status mti_stream_wait_event(mti_stream_t s, mti_event_t e)
     MTI_CHECK(check_stream(s));
     MTI_CHECK(check_event(e));
     MTI_CHECK_ARG(s->dev->rt == e->rt, "event and stream belong to different runtimes");
+    mti_backend_event *be = current_event(e);
+    if (!be) return MTI_OK; /* never recorded: nothing to wait for */
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->wait_event(s->bs, e->be, 0);
+    mti_status st = s->bs->iface->wait_event(s->bs, be, 0);
     mti__encode_end(s);
     return st;
 }
@@ -282,13 +309,15 @@ mti_status mti_stream_wait_event(mti_stream_t s, mti_event_t e)
 mti_status mti_event_query(mti_event_t e)
 {
     MTI_CHECK(check_event(e));
-    return e->be->iface->query(e->be);
+    mti_backend_event *be = current_event(e);
+    return be ? be->iface->query(be) : MTI_OK;
 }
 
 mti_status mti_event_synchronize(mti_event_t e)
 {
     MTI_CHECK(check_event(e));
-    return e->be->iface->synchronize(e->be, e->rt->params.sync_mode);
+    mti_backend_event *be = current_event(e);
+    return be ? be->iface->synchronize(be, e->rt->params.sync_mode) : MTI_OK;
 }
 
 mti_status mti_event_elapsed_ms(mti_event_t start, mti_event_t end, float *ms)
@@ -296,9 +325,13 @@ mti_status mti_event_elapsed_ms(mti_event_t start, mti_event_t end, float *ms)
     MTI_CHECK(check_event(start));
     MTI_CHECK(check_event(end));
     MTI_CHECK_ARG(ms != NULL, "ms is NULL");
-    if (!start->be->iface->elapsed_ms)
+    mti_backend_event *a = current_event(start), *b = current_event(end);
+    if (!a || !b)
+        return mti__error(MTI_ERR_NOT_READY, "elapsed time of an event that was never recorded");
+    MTI_CHECK_ARG(a->device == b->device, "elapsed time between events of two devices");
+    if (!a->iface->elapsed_ms)
         return mti__error(MTI_ERR_UNSUPPORTED, "event timing on this backend");
-    return start->be->iface->elapsed_ms(start->be, end->be, ms);
+    return a->iface->elapsed_ms(a, b, ms);
 }
 
 /* ---- buffers ---------------------------------------------------------------------------- */
