@@ -21,8 +21,8 @@ printf '%-38s %-66s %s\n' "broken twin" "test" "result"
 for row in "${twins[@]}"; do
   read -r flag test <<<"$row"
   dir="build/broken/${flag}"
+  mkdir -p "$(dirname "$dir")"
   if ! make --no-print-directory -s BUILD="$dir" VARIANT="-D${flag}" tests >"$dir.log" 2>&1; then
-    mkdir -p "$(dirname "$dir")"
     echo "build of $flag failed:"; cat "$dir.log"; exit 1
   fi
   # A crash or a hang (killed after 60 s) counts as caught, as a failed check does.
