@@ -26,7 +26,7 @@ SHARED_LIB := $(BUILD)/lib/libmtinfer.so
 CLI        := $(BUILD)/bin/mtinfer
 TESTS      := $(BUILD)/bin/mtinfer-tests
 
-.PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken test-gpu verify bench \
+.PHONY: all lib cli tests deps test test-unit test-tsan test-asan test-broken test-gpu test-bench verify bench \
         check-format format clean help fuzz test-cli stress-ci
 
 all: lib cli tests
@@ -83,7 +83,7 @@ deps:
 bench: cli
 	$(CLI) bench $(BENCH_ARGS)
 
-test: test-unit test-tsan test-asan test-broken verify check-format test-cli fuzz stress-ci
+test: test-unit test-tsan test-asan test-broken verify check-format test-cli fuzz stress-ci test-bench
 
 # ---- test variants ------------------------------------------------------------------------
 # cmocka runs the tests in one process; `timeout` turns a hang into a failure.
@@ -130,6 +130,10 @@ check-format:
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
+
+# The main job's smoke run: every bench section produces numbers (about a minute on 2 cores).
+test-bench: cli
+	bash tests/bench-smoke.sh $(CLI)
 
 # ---- models: CLI exit codes, and the loader fuzzer (libFuzzer, bounded) -----------------------
 test-cli: cli
