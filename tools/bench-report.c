@@ -113,10 +113,17 @@ int bench_svg_chart(const char *dir, const char *name, const char *title, const 
             W, H, L, title);
     for (int i = 0; i <= 5; i++) { /* y grid */
         double y = y1 * i / 5;
+        char label[32];
+        if (y >= 1e6)
+            snprintf(label, sizeof label, "%.2fM", y / 1e6);
+        else if (y >= 1e4)
+            snprintf(label, sizeof label, "%.0fk", y / 1e3);
+        else
+            snprintf(label, sizeof label, "%.3g", y);
         fprintf(f,
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
-                L, L + pw, PY(y), PY(y), L - 6, PY(y) + 4, y);
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                L, L + pw, PY(y), PY(y), L - 6, PY(y) + 4, label);
     }
     for (double x = pow(2, floor(lx0)); x <= x1 * 1.0001; x *= 2) { /* x ticks */
         if (x < x0 * 0.999) continue;

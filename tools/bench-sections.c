@@ -772,7 +772,7 @@ static int series_from(cJSON *arr, const char *xkey, const char *ykey, const cha
     return n;
 }
 
-void bench_write_charts(struct bench_ctx *c)
+void bench_write_charts(struct bench_ctx *c, const char *device)
 {
     const char *dir = c->o->svg_dir;
     double x[6][BENCH_MAX_POINTS], y[6][BENCH_MAX_POINTS];
@@ -790,9 +790,32 @@ void bench_write_charts(struct bench_ctx *c)
                             threads_series[i].field, sub, x[n], y[n], BENCH_MAX_POINTS);
         if (k > 0) s[n] = (struct svg_series){threads_series[i].label, x[n], y[n], k}, n++;
     }
+    /* the raw-driver loop of the same run, one series per mode */
+    static const char *raw_modes[] = {"graph", "eager"};
+    for (int m = 0; m < 2 && n < 6; m++) {
+        int k = 0;
+        cJSON *p;
+        cJSON_ArrayForEach(
+            p, cJSON_GetObjectItem(
+                   cJSON_GetObjectItem(cJSON_GetObjectItem(c->json, "raw"), "raw_mlp"), "results"))
+        {
+            cJSON *mode = cJSON_GetObjectItem(p, "mode"), *t = cJSON_GetObjectItem(p, "threads");
+            cJSON *v = cJSON_GetObjectItem(p, "median_rps");
+            if (k < BENCH_MAX_POINTS && cJSON_IsString(mode) &&
+                !strcmp(mode->valuestring, raw_modes[m]) && cJSON_IsNumber(t) &&
+                cJSON_IsNumber(v)) {
+                x[n][k] = t->valuedouble;
+                y[n][k] = v->valuedouble;
+                k++;
+            }
+        }
+        if (k > 0)
+            s[n] = (struct svg_series){m ? "raw CUDA loop, eager" : "raw CUDA loop, graph", x[n],
+                                       y[n], k},
+            n++;
+    }
     char title[256];
-    snprintf(title, sizeof title, "MLP batch-1 requests/s vs threads (%s)",
-             mti_runtime_device_name(c->rt));
+    snprintf(title, sizeof title, "MLP batch-1 requests/s vs threads (%s)", device);
     if (n) bench_svg_chart(dir, "threads", title, "threads", "requests/s", s, n);
     n = 0;
     int k = series_from(cJSON_GetObjectItem(c->json, "batch"), "batch", "samples_per_s", "median",

@@ -159,6 +159,8 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             o->svg_dir = v;
         } else if (!strcmp(a, "--peer")) {
             o->peer = v;
+        } else if (!strcmp(a, "--replot")) {
+            o->replot = v;
         } else if (!strcmp(a, "--raw")) {
             o->raw_path = v;
         } else {
@@ -258,11 +260,45 @@ static int load(mti_runtime_t rt, const char *path, int graphs, mti_model_t *out
     return 0;
 }
 
+/* --replot: the charts of an earlier run, from its JSON. */
+static int replot(const struct bench_options *o)
+{
+    if (!o->svg_dir) {
+        fprintf(stderr, "mtinfer bench: --replot needs --svg DIR\n");
+        return 2;
+    }
+    FILE *f = fopen(o->replot, "r");
+    if (!f) {
+        fprintf(stderr, "mtinfer bench: %s: %s\n", o->replot, strerror(errno));
+        return 2;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = calloc(1, (size_t)len + 1);
+    size_t got = text ? fread(text, 1, (size_t)len, f) : 0;
+    fclose(f);
+    cJSON *root = got == (size_t)len ? cJSON_Parse(text) : NULL;
+    free(text);
+    cJSON *results = cJSON_GetObjectItem(root, "results");
+    cJSON *device = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "environment"), "device");
+    if (!results) {
+        fprintf(stderr, "mtinfer bench: %s is not a bench --json file\n", o->replot);
+        cJSON_Delete(root);
+        return 2;
+    }
+    struct bench_ctx c = {.o = o, .json = results};
+    bench_write_charts(&c, cJSON_IsString(device) ? device->valuestring : "?");
+    cJSON_Delete(root);
+    return 0;
+}
+
 int mti_cli_bench(int argc, char **argv)
 {
     struct bench_options o;
     int rc = parse_options(argc, argv, &o);
     if (rc != 0) return rc > 0 ? 0 : 2;
+    if (o.replot) return replot(&o);
     struct bench_ctx c = {.o = &o};
     if (mti_runtime_create(NULL, &c.rt) != MTI_OK) {
         fprintf(stderr, "mtinfer bench: %s\n", mti_last_error_message());
@@ -332,7 +368,7 @@ int mti_cli_bench(int argc, char **argv)
     if (o.sections & SEC_RAW) bench_section_raw(&c);
     if (o.sections & SEC_BATCHER) bench_section_batcher(&c);
     cJSON_AddItemToObject(root, "environment_after", environment(c.rt, "after"));
-    if (o.svg_dir) bench_write_charts(&c);
+    if (o.svg_dir) bench_write_charts(&c, mti_runtime_device_name(c.rt));
     if (o.json_path) {
         char *text = cJSON_Print(root);
         FILE *f = fopen(o.json_path, "w");

@@ -36,6 +36,7 @@ struct bench_options {
     const char *json_path, *md_path, *svg_dir;
     const char *peer;     /* python3 command for bench/peers/torch_peer.py, or "none" */
     const char *raw_path; /* bench/raw/raw_mlp binary (GPU) */
+    const char *replot;   /* --replot: charts from an earlier --json file, no measurement */
     int progress;         /* stderr is a terminal */
 };
 
@@ -114,7 +115,7 @@ void bench_section_serialization(struct bench_ctx *c);
 void bench_section_batch(struct bench_ctx *c);
 void bench_section_raw(struct bench_ctx *c);
 void bench_section_batcher(struct bench_ctx *c);
-void bench_write_charts(struct bench_ctx *c);
+void bench_write_charts(struct bench_ctx *c, const char *device);
 
 /* ---- the peer (bench-peer.c) ------------------------------------------------------------ */
 
