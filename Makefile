@@ -123,7 +123,7 @@ verify:
 	bash verify/run.sh
 
 check-format:
-	@bad=$$(for f in $$(git ls-files '*.c' '*.h' '*.cu'); do \
+	@bad=$$(for f in $$(git ls-files '*.c' '*.h' '*.cu'); do [ -f "$$f" ] || continue; \
 	  clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
 	  if [ -n "$$bad" ]; then echo "clang-format would change (run 'make format'):"; \
 	  echo "$$bad"; exit 1; fi; echo "format: ok"

@@ -333,7 +333,11 @@ typedef struct mti_model *mti_model_t;
 
 typedef enum mti_precision {
     MTI_PRECISION_FP32 = 0, /* default everywhere */
-    MTI_PRECISION_TF32 = 1, /* GPU only: GEMMs with TF32 tensor cores (not yet: UNSUPPORTED) */
+    /* Linear layers (GEMMs) may use TF32 tensor cores on CUDA: fp32 data and accumulation,
+     * inputs rounded to a 10-bit mantissa (error vs fp32 near 3e-4; check with a tolerance
+     * near 2e-3). Other ops stay fp32. On the CPU backend, which has no TF32, the model loads
+     * and computes in fp32. MTI_CUDA_TF32=1 turns TF32 on for every fp32 model too. */
+    MTI_PRECISION_TF32 = 1,
     MTI_PRECISION_BF16 = 2, /* GPU only (not yet: MTI_ERR_UNSUPPORTED) */
 } mti_precision;
 
@@ -350,7 +354,7 @@ void mti_model_params_default(mti_model_params *params);
  * F32 and the expected shape, no extra tensor, offsets inside the data and disjoint, dims that
  * chain) and uploads the weights once to every device of rt. Errors: MTI_ERR_NOT_FOUND (no
  * file, no config), MTI_ERR_CORRUPT_INPUT (malformed file or config, message names the
- * problem), MTI_ERR_IO, MTI_ERR_UNSUPPORTED (precision). Blocking; thread-safe. The model
+ * problem), MTI_ERR_IO, MTI_ERR_UNSUPPORTED (precision bf16). Blocking; thread-safe. The model
  * must be destroyed before rt. */
 mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_params *params,
                           mti_model_t *out);

@@ -2,7 +2,8 @@
 # `make stress-ci`: the CI evidence of issue 6, bounded for 2 cores (~3 minutes).
 #  1. ThreadSanitizer build (with the fault hooks): the fault-injection tests, then
 #     `mtinfer stress` on the CPU with 31 threads, 200 short-lived threads (churn), pool
-#     exhaustion with timeouts, mixed batches, two models, cross-stream handoff and faults.
+#     exhaustion with timeouts, mixed batches, two models, cross-stream handoff, faults, the
+#     batcher (plain; cancellation, request timeouts and stop while busy).
 #  2. The same under AddressSanitizer + UBSan with leak checking (each round's child process
 #     is leak-checked at its exit; a report fails the round).
 #  3. The negative control: a build with -DMTI_STRESS_UNSAFE, `mtinfer stress --unsafe` (one
@@ -16,7 +17,7 @@ LOG="$OUT/stress.log"
 FLAGS="-DMTI_FAULT_INJECTION -DMTI_STRESS_UNSAFE"
 JOBS="${JOBS:-2}"
 STRESS_ARGS=(--backend cpu --dims 64,256,256,64 --threads 31 --requests "${STRESS_REQUESTS:-200}"
-  --scenarios threads,churn,exhaust,mixed,two-models,handoff,faults --churn 200
+  --scenarios threads,churn,exhaust,mixed,two-models,handoff,faults,batcher,cancel --churn 200
   --timeout 150 --log "$LOG")
 status=0
 

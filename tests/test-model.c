@@ -188,6 +188,73 @@ static void model__async_on_device_buffers(void **state)
     mti_runtime_destroy(rt);
 }
 
+/* ---- precision ------------------------------------------------------------------------------ */
+
+static mti_model_t load_with_precision(mti_runtime_t rt, const char *file, mti_precision prec)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, file);
+    mti_model_params mp;
+    mti_model_params_default(&mp);
+    mp.precision = prec;
+    mti_model_t m = NULL;
+    REQUIRE_OK(mti_model_load(rt, path, &mp, &m));
+    return m;
+}
+
+/* A TF32 model next to an fp32 one on the same runtime (so the same streams, and on CUDA the
+ * same per-stream cuBLASLt plan cache with the same GEMM shapes): on CUDA the TF32 model is
+ * within 2e-3 of the float64 reference (TF32 lands near 3e-4) and the fp32 model stays fp32
+ * (within 1e-5), which fails if the cache key ignored the precision. On the CPU, which has no
+ * TF32, the TF32 model computes in fp32: bit-identical to the fp32 model. */
+static void run_tf32(const char *name, const char *file)
+{
+    if (!g_have_models) skip();
+    mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
+    struct compat c;
+    compat_load(name, &c);
+    mti_model_t m32 = load_with_precision(rt, file, MTI_PRECISION_FP32);
+    mti_model_t mtf = load_with_precision(rt, file, MTI_PRECISION_TF32);
+    float *y32 = malloc(sizeof(float) * c.n_out), *ytf = malloc(sizeof(float) * c.n_out);
+    int cpu = test_backend() == MTI_BACKEND_CPU;
+    mti_error_stats es = {0};
+    /* interleaved, several calls each: warm-up, capture (CUDA), replay */
+    for (int i = 0; i < 3; i++) {
+        memset(ytf, 0xff, sizeof(float) * c.n_out); /* NaN poison */
+        REQUIRE_OK(mti_model_infer(mtf, c.batch, c.seq, c.x, c.n_in, ytf, c.n_out));
+        memset(y32, 0xff, sizeof(float) * c.n_out);
+        REQUIRE_OK(mti_model_infer(m32, c.batch, c.seq, c.x, c.n_in, y32, c.n_out));
+        check_close(y32, c.want, c.n_out, 1e-5, "fp32 model beside a tf32 one");
+        if (cpu) {
+            CHECK(memcmp(ytf, y32, sizeof(float) * c.n_out) == 0,
+                  "%s: a tf32 model on the CPU must compute exactly as fp32 (y[0] %.9g vs %.9g)",
+                  name, ytf[0], y32[0]);
+        } else {
+            check_close(ytf, c.want, c.n_out, 2e-3, "tf32 model");
+            mti_error_stats_compute(ytf, c.want, c.n_out, &es);
+        }
+    }
+    if (!cpu)
+        fprintf(stderr, "tf32 %s on cuda: rel_l2 %.3e, max_abs_rel %.3e vs float64\n", name,
+                es.rel_l2, es.max_abs_rel);
+    free(y32);
+    free(ytf);
+    mti_model_destroy(mtf);
+    mti_model_destroy(m32);
+    compat_free(&c);
+    mti_runtime_destroy(rt);
+}
+
+static void model__tf32_mlp(void **state)
+{
+    run_tf32("mlp", "mlp.safetensors");
+}
+
+static void model__tf32_transformer(void **state)
+{
+    run_tf32("transformer", "transformer.safetensors");
+}
+
 /* ---- threads -------------------------------------------------------------------------------- */
 
 #define MAX_BATCH 4
@@ -311,6 +378,8 @@ static const struct CMUnitTest model_tests[] = {
     cmocka_unit_test(model__transformer_plain_state_dict_with_config_file),
     cmocka_unit_test(model__info_describes_the_model),
     cmocka_unit_test(model__async_on_device_buffers),
+    cmocka_unit_test(model__tf32_mlp),
+    cmocka_unit_test(model__tf32_transformer),
     cmocka_unit_test(model__threads_exclusive_streams_mlp),
     cmocka_unit_test(model__threads_exclusive_streams_transformer),
     cmocka_unit_test(model__threads_round_robin_shared_streams),

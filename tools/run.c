@@ -19,7 +19,8 @@ static void usage(FILE *out)
         out,
         "usage: mtinfer run FILE [--config JSON] [--backend auto|cpu|cuda] [--batch N]\n"
         "                   [--seq L] [--input FILE | --random SEED] [--output FILE]\n"
-        "                   [--check] [--tol T] [--no-graphs] [--repeat N]\n"
+        "                   [--precision fp32|tf32|bf16] [--check] [--tol T] [--no-graphs]\n"
+        "                   [--repeat N]\n"
         "\n"
         "Runs one forward pass of the model in FILE (.safetensors with its config in the\n"
         "metadata, or --config JSON) and prints a summary of the output.\n"
@@ -31,9 +32,12 @@ static void usage(FILE *out)
         "  --input FILE   raw little-endian float32 input of exactly batch*[seq*]features values\n"
         "  --random SEED  uniform random input in [-1, 1) from SEED (default: --random 1)\n"
         "  --output FILE  write the output as raw float32\n"
+        "  --precision P  fp32 (default), tf32 (CUDA GEMMs on TF32 tensor cores; fp32 on the\n"
+        "                 CPU) or bf16 (not implemented yet)\n"
         "  --check        compare with the float64 CPU reference; exit 1 when ||out-ref||/||ref||\n"
         "                 or max|out-ref|/max|ref| exceeds the tolerance, or an output is NaN/Inf\n"
-        "  --tol T        tolerance of --check (default 1e-4: fp32)\n"
+        "  --tol T        tolerance of --check (default by precision: fp32 1e-4, tf32 2e-3,\n"
+        "                 bf16 1e-2)\n"
         "  --no-graphs    do not capture CUDA graphs\n"
         "  --repeat N     run the forward N times (the last output is reported)\n"
         "\n"
@@ -92,7 +96,8 @@ int mti_cli_run(int argc, char **argv)
     const char *file = NULL, *config = NULL, *input = NULL, *output = NULL;
     long batch = 1, seq = 16, seed = 1, repeat = 1;
     int check = 0, graphs = 1;
-    double tol = 1e-4;
+    double tol = 0; /* 0: the precision's default */
+    mti_precision precision = MTI_PRECISION_FP32;
     mti_runtime_params rp;
     mti_runtime_params_default(&rp);
     if (mti_runtime_params_from_env(&rp) != MTI_OK) {
@@ -117,6 +122,18 @@ int mti_cli_run(int argc, char **argv)
                 rp.backend = MTI_BACKEND_AUTO;
             else {
                 fprintf(stderr, "mtinfer run: --backend must be auto, cpu or cuda\n");
+                bad = 1;
+            }
+        } else if (strcmp(a, "--precision") == 0) {
+            i++;
+            if (v && strcmp(v, "fp32") == 0)
+                precision = MTI_PRECISION_FP32;
+            else if (v && strcmp(v, "tf32") == 0)
+                precision = MTI_PRECISION_TF32;
+            else if (v && strcmp(v, "bf16") == 0)
+                precision = MTI_PRECISION_BF16;
+            else {
+                fprintf(stderr, "mtinfer run: --precision must be fp32, tf32 or bf16\n");
                 bad = 1;
             }
         } else if (strcmp(a, "--batch") == 0) {
@@ -154,6 +171,11 @@ int mti_cli_run(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* The bounds: fp32 far under 1e-3, tf32 near 3e-4, bf16 under 1e-2. */
+    if (tol == 0)
+        tol = precision == MTI_PRECISION_TF32   ? 2e-3
+              : precision == MTI_PRECISION_BF16 ? 1e-2
+                                                : 1e-4;
     int rc = 2;
     mti_runtime_t rt = NULL;
     mti_model_t m = NULL;
@@ -164,6 +186,7 @@ int mti_cli_run(int argc, char **argv)
     mti_model_params_default(&mp);
     mp.config_path = config;
     mp.use_graphs = graphs;
+    mp.precision = precision;
     if (mti_model_load(rt, file, &mp, &m) != MTI_OK) goto fail;
     mti_model_info info;
     mti_model_get_info(m, &info);
@@ -206,6 +229,11 @@ int mti_cli_run(int argc, char **argv)
     printf("model      %s (%zu parameters)\n", file, info.n_params);
     printf("backend    %s (%s)\n", mti_backend_name(mti_runtime_backend(rt)),
            mti_runtime_device_name(rt));
+    static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
+    printf("precision  %s%s\n", precision_names[precision],
+           precision == MTI_PRECISION_TF32 && mti_runtime_backend(rt) == MTI_BACKEND_CPU
+               ? " (computed in fp32: the CPU has no TF32)"
+               : "");
     if (info.sequence)
         printf("input      [%ld, %ld, %d]\noutput     [%ld, %ld, %d]\n", batch, seq,
                info.input_features, batch, seq, info.output_features);

@@ -80,9 +80,9 @@ static void usage(FILE *out)
         "  --no-isolate     run configurations in this process (a crash ends everything)\n"
         "  --log FILE       append one line per round (round numbers continue across runs)\n"
         "  --label TEXT     written into each log line (e.g. tsan, compute-sanitizer)\n"
-        "  --scenarios L    any of threads,churn,exhaust,mixed,two-models,handoff,faults,cancel\n"
-        "                   (default threads,churn,exhaust,mixed,two-models,handoff; +faults in\n"
-        "                   fault-injection builds)\n"
+        "  --scenarios L    any of threads,churn,exhaust,mixed,two-models,handoff,faults,batcher,\n"
+        "                   cancel (default threads,churn,exhaust,mixed,two-models,handoff,\n"
+        "                   batcher,cancel; +faults in fault-injection builds)\n"
         "                   churn: --churn short-lived threads (default 200), --wave at a time\n"
         "                   (default 25); exhaust: 16 threads on a pool of 4 slots, wait policy\n"
         "                   1 ms, each holds its slot 4 requests (0.3 ms pause after each), so\n"
@@ -90,8 +90,11 @@ static void usage(FILE *out)
         "                   two-models: a second model (--model2, default an MLP with GELU);\n"
         "                   handoff: producer/consumer pairs, mti_model_infer_async on device\n"
         "                   buffers, ordered by events; faults: MTI_FAULT plan --faults SPEC;\n"
-        "                   cancel: needs the batcher (SKIP until it lands).\n"
-        "                   mixed, two-models, handoff, faults use --other-threads (default 8)\n"
+        "                   batcher: requests through mti_batcher_infer; cancel: batcher\n"
+        "                   handles, some cancelled, some with a 100 us timeout, each answered\n"
+        "                   exactly once, then mti_batcher_stop while threads submit.\n"
+        "                   mixed, two-models, handoff, faults, batcher, cancel use\n"
+        "                   --other-threads (default 8)\n"
         "  --timeout S      a round still running after S seconds is a HANG (default 300)\n"
         "  --seed N         input and default-model seed (default 1)\n"
         "  --tol T          allowed max|out-ref|/max|ref| and relative L2 error (default 1e-4)\n"
@@ -548,7 +551,7 @@ int mti_cli_stress(int argc, char **argv)
         }
     } else {
         char def[128];
-        snprintf(def, sizeof def, "threads,churn,exhaust,mixed,two-models,handoff%s",
+        snprintf(def, sizeof def, "threads,churn,exhaust,mixed,two-models,handoff,batcher,cancel%s",
 #ifdef MTI_FAULT_INJECTION
                  ",faults"
 #else

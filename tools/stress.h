@@ -19,7 +19,8 @@ enum stress_scenario {
     SC_TWO_MODELS, /* two models at once, requests alternate */
     SC_HANDOFF,    /* producer -> consumer across streams, ordered by events */
     SC_FAULTS,     /* injected allocation/submit/stream errors (fault-injection builds) */
-    SC_CANCEL,     /* batcher cancellation and timeouts: hook only (the batcher has not landed) */
+    SC_BATCHER,    /* T threads x requests through mti_batcher_infer, every output checked */
+    SC_CANCEL,     /* batcher: handles, cancels, short request timeouts, then stop while busy */
     SC_UNSAFE,     /* negative control: one shared stream, record lock bypassed (test builds) */
     SC_COUNT
 };
@@ -53,7 +54,8 @@ struct stress_result {
     _Atomic uint64_t requests;        /* verified requests (correct or not) */
     _Atomic uint64_t mismatches;      /* outputs that failed verification */
     _Atomic uint64_t errors;          /* unexpected error statuses */
-    _Atomic uint64_t expected_errors; /* timeouts (exhaust) and injected faults (faults) */
+    _Atomic uint64_t expected_errors; /* timeouts (exhaust, cancel), injected faults (faults),
+                                         cancelled and stopped requests (cancel) */
     _Atomic int first_bad_claimed;
     char first_bad[320]; /* the first bad request, in words */
     char note[320];      /* setup failure, skip reason, or scenario facts */

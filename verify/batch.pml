@@ -244,7 +244,7 @@ inline wait_word(W, seen, dl, res) {
 	      atomic { if :: word[W] == seen -> fsleep[me] = W + 1 :: else -> skip fi };  /* load; FUTEX_WAIT */
 	      if
 	      :: fsleep[me] == 0
-	      :: dl -> d_step { fsleep[me] != 0 -> fsleep[me] = 0 }   /* futex timeout */
+	      :: d_step { dl && fsleep[me] != 0 -> fsleep[me] = 0 }   /* futex timeout */
 	      fi;
 	      wsleepers[W]--;
 	      if :: word[W] != seen -> res = 1; break :: else -> skip fi
@@ -375,10 +375,10 @@ inline launch(ls) {
 		pi = 0; pr = 0;
 		inflight++
 	};
-#ifdef NO_FAIL
-	sstatus[ls] = ST_OK
-#else
+#ifdef FAIL
 	if :: sstatus[ls] = ST_OK :: sstatus[ls] = ST_ERR fi
+#else
+	sstatus[ls] = ST_OK
 #endif
 }
 
@@ -400,9 +400,16 @@ inline complete(cs) {
 		:: else -> break
 		od;
 		pi = 0; pr = 0;
-		inflight--
+		inflight--;
+#ifndef BROKEN_BATCH_WAKE_BEFORE_BUMP
+		word[cs]++                  /* bump_and_wake's fetch_add, merged (see the header) */
+#endif
 	};
-	bump_and_wake(cs);                        /* gen: status + output rows -> members */
+#ifdef BROKEN_BATCH_WAKE_BEFORE_BUMP
+	bump_and_wake(cs);
+#else
+	d_step { if :: wsleepers[cs] > 0 -> futex_wake_all(cs) :: else -> skip fi };
+#endif
 	d_step { holds[cs]--; last = (holds[cs] == 0) };   /* acq_rel */
 	if :: last -> last = 0; free_slot(cs) :: else -> skip fi
 }
@@ -450,15 +457,16 @@ inline member_finish(ms, mrow) {
 		assert(st == gstat[me]);                          /* its own batch's status */
 		if :: st == ST_OK -> assert(stage_out[ms * MAXB + mrow] == me + 1)   /* its own row */
 		   :: else -> skip fi;
-		unread[ms]--
-	};
+		unread[ms]--;
 #ifndef MTI_BROKEN_BATCH_FREE_BEFORE_READ
-	d_step { holds[ms]--; last = (holds[ms] == 0) };      /* acq_rel */
+		holds[ms]--; last = (holds[ms] == 0);             /* acq_rel, after the reads */
+#endif
+		st = 0
+	};
 	if
 	:: last -> last = 0; k = 0; free_slot(ms); run_batches(0)
 	:: else -> skip
 	fi
-#endif
 }
 
 proctype client(byte me) {
@@ -617,7 +625,7 @@ proctype service() {
 end_svc:
 	      if
 	      :: svc_asleep == 0
-	      :: timed -> d_step { svc_asleep == 1 -> svc_asleep = 0 }   /* timer expired */
+	      :: d_step { timed && svc_asleep == 1 -> svc_asleep = 0 }   /* timer expired */
 	      fi;
 	      timed = 0
 	   fi
@@ -690,11 +698,12 @@ init {
 #endif
 		i = 0
 	};
-	ndone == NTOTAL;
+	/* every request answered, every caller gone, the service thread asleep (or exited) */
+	ndone == NTOTAL && n_active == 0 && (svc_asleep || svc_done);
 #ifdef STOP
 	stop_done == 1;
 #endif
-	assert(queued == 0 && busy == 0 && ovf_len == 0 && n_active == 0 && inflight == 0);
+	assert(queued == 0 && busy == 0 && ovf_len == 0 && n_handoff == 0 && inflight == 0);
 	i = 0;
 	do :: i < NSLOTS -> assert(unread[i] == 0 && sstate[i] != SLOT_RUNNING); i++ :: else -> break od
 }

@@ -42,7 +42,7 @@ CC_SAFETY="-w -DSAFETY -DMEMLIM=$MEMLIM"
 CC_LTL="-w -DNFAIR=8 -DMEMLIM=$MEMLIM"           # acceptance cycles + weak fairness
 CC_CLAIM="-w -DMEMLIM=$MEMLIM"                   # a safety never claim (the witnesses)
 # the longest runs start first, so that the two job slots finish together
-EXEC_FIRST="s2 s1 p4 p3 p2 p1 r3"
+EXEC_FIRST="s2 s1 b9 p4 p3 b1 b2 p2 p1 r3"
 
 # One row per run:
 #  id | model | spin -D flags | mode | expect | property | reason (ERE the first error must match)
@@ -91,6 +91,23 @@ ROWS=(
 "r8|record.pml|-DBROKEN_CREATE_RACE|safety|fail|twin: lazy creation without create_lock|assertion violated \\(ncreated"
 "r9|record.pml|-DBROKEN_RR|safety|fail|twin: rr_next read then written, not fetch_add|assertion violated \\(\\(hi-lo\\)"
 "r10|record.pml|-DBROKEN_SEM_IF -DSERIAL=2 -DSERIAL_LIMIT=1 -DNSLOTS=3 -DNTHREADS=3|safety|fail|twin: sem_down with if, not while|assertion violated .*nrec<=1"
+"b1|batch.pml|+-DCOLLAPSE|safety|pass|3 clients, 2 slots, max batch 2: own output row and status, slot reused only after every member read, claimed/started once, no lost wake-up, all answered|"
+"b2|batch.pml|-DROUNDS=1 +-DCOLLAPSE|safety|pass|same, hand-off to the service thread after 1 round (reaches the hand-off path)|"
+"b3|batch.pml|-DTIMEOUT -DNSLOTS=1 +-DCOLLAPSE|safety|pass|request timeouts (queued or in a forming row) racing the close, 1 slot: a timed-out request was never started|"
+"b4|batch.pml|-DTIMEOUT -DNCLIENTS=2|safety|pass|same, 2 clients, 2 slots|"
+"b5|batch.pml|-DSTOP -DNSLOTS=1 +-DCOLLAPSE|safety|pass|stop at any moment, 3 clients, 1 slot: queued requests failed, forming batch runs, no caller left blocked|"
+"b6|batch.pml|-DSTOP -DNCLIENTS=2 -DNSLOTS=1 -DMAXB=1 -DNREQ=2|safety|pass|stop, 2 clients x 2 requests, max batch 1 (calls after stop: MTI_ERR_STOPPED)|"
+"b7|batch.pml|-DFAIL -DNCLIENTS=2|safety|pass|batches may fail: each member gets its own batch's error|"
+"b8|batch.pml|-DLTL_ALL_ANSWERED -DNSLOTS=1 +-DCOLLAPSE|ltl|pass|ltl all_answered: every request is answered (3 clients, 1 slot, overflow queue)|"
+"b9|batch.pml|-DLTL_ALL_ANSWERED -DSTOP -DNSLOTS=1 +-DCOLLAPSE|ltl|pass|ltl all_answered, with stop at any moment|"
+"b10|batch.pml|-DWITNESS_K=2|claim|witness|witness: 2 batches in flight at once on 2 executor streams (claim inflight < 2)|"
+"b11|batch.pml|-DMTI_BROKEN_BATCH_FREE_BEFORE_READ|safety|fail|twin: holds = launcher only, the slot is reused before its members read|assertion violated \\(unread"
+"b12|batch.pml|-DBROKEN_BATCH_WAKE_BEFORE_BUMP|safety|fail|twin: bump_and_wake reads sleepers before the fetch_add (lost wake-up)|invalid end state"
+"b13|batch.pml|-DBROKEN_BATCH_WAKE_BEFORE_BUMP -DLTL_ALL_ANSWERED -DNSLOTS=1|ltl|fail|twin (lost wake-up) against ltl all_answered|acceptance cycle"
+"b14|batch.pml|-DBROKEN_BATCH_SVC_SLEEP_UNLOCKED -DROUNDS=1|safety|fail|twin: service thread checks under the lock, sleeps after unlocking (hand-off lost)|invalid end state"
+"b15|batch.pml|-DBROKEN_BATCH_STOP_DROPS_QUEUED -DSTOP -DNSLOTS=1|safety|fail|twin: stop empties the overflow queue without answering|invalid end state"
+"b16|batch.pml|-DBROKEN_BATCH_STOP_NO_WAKE -DSTOP -DNSLOTS=1|safety|fail|twin: stop fails queued requests but does not bump ovf_gen|invalid end state"
+"b17|batch.pml|-DBROKEN_BATCH_TIMEOUT_AFTER_START -DTIMEOUT -DNSLOTS=1|safety|fail|twin: a timed-out member kills its row without checking REQ_ROW (answered twice)|assertion violated .*started"
 )
 
 # ---- one run --------------------------------------------------------------------------------
@@ -170,7 +187,7 @@ eval_row() {
     if [ "$errs" != 0 ] && echo "$first" | grep -q 'assertion violated'; then
       # the ghost counter's value at the end of the replayed trail
       local var k val
-      var=holders; case "$model" in record.pml) var=nrec ;; esac
+      var=holders; case "$model" in record.pml) var=nrec ;; batch.pml) var=inflight ;; esac
       k=$(echo "$flags" | sed -n 's/.*-DWITNESS_K=\([0-9]*\).*/\1/p')
       val=$(grep -E "^[[:space:]]+$var = [0-9]+" "$dir/replay.out" | tail -1 | sed 's/.*= //')
       if [ -n "$val" ] && [ "$val" -ge "$k" ]; then

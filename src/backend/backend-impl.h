@@ -34,6 +34,11 @@ enum {
      * the backend need not wake a worker for it. Without it, work must make progress even if
      * nobody ever waits. */
     MTI_SUBMIT_WAITED = 1u << 0,
+    /* linear_async only: this fp32 GEMM may use TF32 tensor cores (inputs rounded to a 10-bit
+     * mantissa, fp32 accumulation; relative error near 3e-4). Set by models loaded with
+     * MTI_PRECISION_TF32. A permission, not a demand: a backend without TF32 (the CPU)
+     * ignores it and computes in fp32. */
+    MTI_SUBMIT_TF32 = 1u << 1,
 };
 
 struct mti_backend_device_i {

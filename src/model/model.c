@@ -157,17 +157,21 @@ mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_pa
         mti_model_params_default(&defaults);
         params = &defaults;
     }
-    if (params->precision == MTI_PRECISION_TF32 || params->precision == MTI_PRECISION_BF16)
+    if (params->precision == MTI_PRECISION_BF16)
         return mti__error(MTI_ERR_UNSUPPORTED,
-                          "model precision %s is not implemented yet (fp32 only)",
-                          params->precision == MTI_PRECISION_TF32 ? "tf32" : "bf16");
-    MTI_CHECK_ARG(params->precision == MTI_PRECISION_FP32, "precision %d is not a mti_precision",
-                  (int)params->precision);
+                          "model precision bf16 is not implemented yet (fp32 and tf32 only)");
+    MTI_CHECK_ARG(params->precision == MTI_PRECISION_FP32 ||
+                      params->precision == MTI_PRECISION_TF32,
+                  "precision %d is not a mti_precision", (int)params->precision);
 
     struct mti_model *m = calloc(1, sizeof *m);
     if (!m) return mti__error(MTI_ERR_OUT_OF_MEMORY, "model");
     m->rt = rt;
     m->use_graphs = params->use_graphs != 0;
+    /* TF32 is a permission for the GPU's GEMMs, not a promise of TF32 rounding: the CPU
+     * backend has no TF32 and computes such a model in fp32 (more accurate, never less), so
+     * one configuration loads on either backend, as PyTorch's allow_tf32 does. */
+    m->gemm_flags = params->precision == MTI_PRECISION_TF32 ? MTI_SUBMIT_TF32 : 0;
     mti_status st = MTI_OK;
     MTI_CHECK_GOTO(parse_file(path, params->config_path, &m->desc), st, fail);
     MTI_CHECK_GOTO(mti__plans_init(m), st, fail);

@@ -17,6 +17,10 @@
  * request (H2D from pinned staging, forward, D2H to pinned staging) as a graph, and every
  * later one is memcpy to staging, one graph launch, wait, memcpy out.
  *
+ * Precision: every linear is submitted with the model's gemm_flags added (MTI_SUBMIT_TF32 for
+ * a TF32 model), here in the encoder rather than by callers, so the direct path, the async
+ * form, graph captures and the batcher all run a model in the precision it was loaded with.
+ *
  * Locks: plans_lock (model) serialises insertions into a slot's plan list and is never held
  * while allocating or submitting; lookups read the list head with acquire. A plan's run state
  * (runs, graph, no_graph) is touched only inside its stream's recording section.
@@ -204,6 +208,7 @@ struct fwd {
     struct mti_plan *p;
     const float *w; /* the device weight blob */
     unsigned flags;
+    unsigned gemm_flags; /* flags | the model's gemm_flags: what every linear is submitted with */
     int rows;
 };
 
@@ -226,11 +231,11 @@ static mti_status encode_attention_block(struct mti_stream *s, struct fwd *f,
 {
     int d = l->in;
     MTI_CHECK(mti__op_linear(s, x, PARAM(f, l, P_IN_W), PARAM(f, l, P_IN_B), f->p->qkv, f->rows,
-                             3 * d, d, MTI_ACT_NONE, f->flags));
+                             3 * d, d, MTI_ACT_NONE, f->gemm_flags));
     MTI_CHECK(mti__op_attention(s, f->p->qkv, f->p->att, f->p->scores, f->p->batch, f->p->seq,
                                 l->heads, d / l->heads, f->flags));
     return mti__op_linear(s, f->p->att, PARAM(f, l, P_OUT_W), PARAM(f, l, P_OUT_B), y, f->rows, d,
-                          d, MTI_ACT_NONE, f->flags);
+                          d, MTI_ACT_NONE, f->gemm_flags);
 }
 
 /* nn.TransformerEncoderLayer: post-norm  x1 = LN1(x + SA(x)),  y = LN2(x1 + FF(x1));
@@ -248,9 +253,9 @@ static mti_status encode_encoder(struct mti_stream *s, struct fwd *f, const stru
         MTI_CHECK(mti__op_layernorm(s, p->tmp, PARAM(f, l, P_N1_W), PARAM(f, l, P_N1_B), p->tmp,
                                     rows, d, l->eps, fl));
         MTI_CHECK(mti__op_linear(s, p->tmp, PARAM(f, l, P_L1_W), PARAM(f, l, P_L1_B), p->hid, rows,
-                                 l->ff, d, l->act, fl));
+                                 l->ff, d, l->act, f->gemm_flags));
         MTI_CHECK(mti__op_linear(s, p->hid, PARAM(f, l, P_L2_W), PARAM(f, l, P_L2_B), p->att, rows,
-                                 d, l->ff, MTI_ACT_NONE, fl));
+                                 d, l->ff, MTI_ACT_NONE, f->gemm_flags));
         MTI_CHECK(mti__op_add(s, p->att, p->tmp, p->att, count, fl));
         return mti__op_layernorm(s, p->att, PARAM(f, l, P_N2_W), PARAM(f, l, P_N2_B), y, rows, d,
                                  l->eps, fl);
@@ -262,9 +267,9 @@ static mti_status encode_encoder(struct mti_stream *s, struct fwd *f, const stru
     MTI_CHECK(mti__op_layernorm(s, p->tmp, PARAM(f, l, P_N2_W), PARAM(f, l, P_N2_B), p->att, rows,
                                 d, l->eps, fl));
     MTI_CHECK(mti__op_linear(s, p->att, PARAM(f, l, P_L1_W), PARAM(f, l, P_L1_B), p->hid, rows,
-                             l->ff, d, l->act, fl));
+                             l->ff, d, l->act, f->gemm_flags));
     MTI_CHECK(mti__op_linear(s, p->hid, PARAM(f, l, P_L2_W), PARAM(f, l, P_L2_B), p->att, rows, d,
-                             l->ff, MTI_ACT_NONE, fl));
+                             l->ff, MTI_ACT_NONE, f->gemm_flags));
     return mti__op_add(s, p->att, p->tmp, y, count, fl);
 }
 
@@ -289,7 +294,7 @@ static mti_status encode_list(struct mti_stream *s, struct fwd *f, const struct 
             y = other(f, cur);
             MTI_CHECK(mti__op_linear(s, cur, PARAM(f, l, P_WEIGHT),
                                      l->has_bias ? PARAM(f, l, P_BIAS) : NULL, y, rows, l->out,
-                                     l->in, act, fl));
+                                     l->in, act, f->gemm_flags));
             break;
         }
         case MTI_LAYER_RELU:
@@ -341,7 +346,11 @@ static mti_status encode_forward(struct mti_model *m, struct mti_stream *s, stru
                                  const float *x, unsigned flags, const float **out)
     MTI_REQUIRES(s->record_lock)
 {
-    struct fwd f = {.p = p, .w = m->weights[s->dev->index], .flags = flags, .rows = (int)p->rows};
+    struct fwd f = {.p = p,
+                    .w = m->weights[s->dev->index],
+                    .flags = flags,
+                    .gemm_flags = flags | m->gemm_flags,
+                    .rows = (int)p->rows};
     return encode_list(s, &f, m->desc->layers, m->desc->n_layers, x, 0, out);
 }
 

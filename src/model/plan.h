@@ -17,6 +17,7 @@ struct mti_model {
     struct mti_runtime *rt;
     struct mti_model_desc *desc;
     bool use_graphs;
+    unsigned gemm_flags; /* submit flags every linear adds (MTI_SUBMIT_TF32 for TF32 models) */
     int n_devices;
     float **weights; /* per device: the blob in device memory */
     /* Per (device, slot): the plan list head. Index dev * MTI_POOL_MAX_SLOTS + slot. */

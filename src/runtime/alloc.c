@@ -14,7 +14,7 @@
 #include <stdlib.h>
 
 #include "base/log.h"
-#include "runtime/fault.h"
+#include "base/fault.h"
 #include "runtime/runtime-internal.h"
 
 static int bin_of(size_t bytes, size_t *rounded)

@@ -1,7 +1,9 @@
 /*
  * Internal submit entry points for src/model (see ops.h). Thin: the caller holds the stream's
- * recording section, so these call the backend directly. The NN members are optional in the
- * backend table; a backend without them reports MTI_ERR_UNSUPPORTED.
+ * recording section, so these call the backend directly, between the fault hooks that every
+ * submission passes (mti__submit_begin/end: empty outside fault-injection builds). The NN
+ * members are optional in the backend table; a backend without them reports
+ * MTI_ERR_UNSUPPORTED.
  */
 #include "runtime/ops.h"
 
@@ -16,14 +18,18 @@ mti_status mti__op_memcpy(struct mti_stream *s, void *dst, const void *src, size
                           mti_copy_kind kind, unsigned flags)
 {
     mti_mutex_assert_held(&s->record_lock);
-    return s->bs->iface->memcpy_async(s->bs, dst, src, bytes, kind, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->memcpy_async(s->bs, dst, src, bytes, kind, flags),
+                           flags);
 }
 
 mti_status mti__op_linear(struct mti_stream *s, const float *x, const float *w, const float *bias,
                           float *y, int m, int n, int k, mti_activation act, unsigned flags)
 {
     mti_mutex_assert_held(&s->record_lock);
-    return s->bs->iface->linear_async(s->bs, x, w, bias, y, m, n, k, act, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->linear_async(s->bs, x, w, bias, y, m, n, k, act, flags),
+                           flags);
 }
 
 mti_status mti__op_layernorm(struct mti_stream *s, const float *x, const float *gamma,
@@ -32,7 +38,9 @@ mti_status mti__op_layernorm(struct mti_stream *s, const float *x, const float *
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, layernorm_async);
-    return s->bs->iface->layernorm_async(s->bs, x, gamma, beta, y, rows, n, eps, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(
+        s, s->bs->iface->layernorm_async(s->bs, x, gamma, beta, y, rows, n, eps, flags), flags);
 }
 
 mti_status mti__op_softmax(struct mti_stream *s, const float *x, float *y, int rows, int n,
@@ -40,7 +48,8 @@ mti_status mti__op_softmax(struct mti_stream *s, const float *x, float *y, int r
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, softmax_async);
-    return s->bs->iface->softmax_async(s->bs, x, y, rows, n, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->softmax_async(s->bs, x, y, rows, n, flags), flags);
 }
 
 mti_status mti__op_act(struct mti_stream *s, const float *x, float *y, size_t count,
@@ -48,7 +57,8 @@ mti_status mti__op_act(struct mti_stream *s, const float *x, float *y, size_t co
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, act_async);
-    return s->bs->iface->act_async(s->bs, x, y, count, act, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->act_async(s->bs, x, y, count, act, flags), flags);
 }
 
 mti_status mti__op_add(struct mti_stream *s, const float *a, const float *b, float *y, size_t count,
@@ -56,7 +66,8 @@ mti_status mti__op_add(struct mti_stream *s, const float *a, const float *b, flo
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, add_async);
-    return s->bs->iface->add_async(s->bs, a, b, y, count, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->add_async(s->bs, a, b, y, count, flags), flags);
 }
 
 mti_status mti__op_attention(struct mti_stream *s, const float *qkv, float *out, float *scratch,
@@ -64,15 +75,20 @@ mti_status mti__op_attention(struct mti_stream *s, const float *qkv, float *out,
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, attention_async);
-    return s->bs->iface->attention_async(s->bs, qkv, out, scratch, batch, seq, heads, head_dim,
-                                         flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(
+        s,
+        s->bs->iface->attention_async(s->bs, qkv, out, scratch, batch, seq, heads, head_dim, flags),
+        flags);
 }
 
 mti_status mti__op_graph_begin(struct mti_stream *s)
 {
     mti_mutex_assert_held(&s->record_lock);
     NN_OR_UNSUPPORTED(s, graph_begin);
-    return s->bs->iface->graph_begin(s->bs);
+    mti_status st = s->bs->iface->graph_begin(s->bs);
+    if (st == MTI_OK) s->capturing = true;
+    return st;
 }
 
 mti_status mti__op_graph_end(struct mti_stream *s, mti_backend_graph **out)
@@ -80,13 +96,15 @@ mti_status mti__op_graph_end(struct mti_stream *s, mti_backend_graph **out)
     mti_mutex_assert_held(&s->record_lock);
     *out = NULL;
     NN_OR_UNSUPPORTED(s, graph_end);
+    s->capturing = false;
     return s->bs->iface->graph_end(s->bs, out);
 }
 
 mti_status mti__op_graph_launch(struct mti_stream *s, mti_backend_graph *g, unsigned flags)
 {
     mti_mutex_assert_held(&s->record_lock);
-    return s->bs->iface->graph_launch(s->bs, g, flags);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(s, s->bs->iface->graph_launch(s->bs, g, flags), flags);
 }
 
 void mti__op_graph_destroy(struct mti_stream *s, mti_backend_graph *g)

@@ -38,6 +38,9 @@ struct mti_stream {
     /* Exclusive mode: set by the acquirer, cleared (exchange) by the one release that counts,
      * so a second release of the same slot is refused instead of freeing another holder's. */
     _Atomic bool held;
+    /* Between a successful graph begin and its end (protected by record_lock): the fault
+     * hooks stay out of captured work. */
+    bool capturing;
 };
 
 /* A counting semaphore for MTI_SERIAL_SEMAPHORE. */
@@ -91,6 +94,35 @@ mti_status mti__stream_sync(struct mti_stream *s);
 /* Recording section: the serialization policy, then the stream's record lock. */
 void mti__encode_begin(struct mti_stream *s) MTI_ACQUIRE(s->record_lock);
 void mti__encode_end(struct mti_stream *s) MTI_RELEASE(s->record_lock);
+
+/* Fault hooks around one submission (base/fault.h), for every caller that submits into a
+ * stream: `MTI_CHECK(mti__submit_begin(s)); return mti__submit_end(s, backend_call, flags);`.
+ * begin fails the submission (MTI_FAULT=submit); end queues a failing host function behind a
+ * successful one (MTI_FAULT=stream_error). Caller holds s->record_lock. Without
+ * -DMTI_FAULT_INJECTION both are empty inlines. */
+#ifdef MTI_FAULT_INJECTION
+mti_status mti__fault_submit_begin(struct mti_stream *s);
+mti_status mti__fault_submit_end(struct mti_stream *s, mti_status st, unsigned flags);
+#endif
+static inline mti_status mti__submit_begin(struct mti_stream *s)
+{
+#ifdef MTI_FAULT_INJECTION
+    return mti__fault_submit_begin(s);
+#else
+    (void)s;
+    return MTI_OK;
+#endif
+}
+static inline mti_status mti__submit_end(struct mti_stream *s, mti_status st, unsigned flags)
+{
+#ifdef MTI_FAULT_INJECTION
+    return mti__fault_submit_end(s, st, flags);
+#else
+    (void)s;
+    (void)flags;
+    return st;
+#endif
+}
 
 /* Takes a stream for a thread under the runtime's assignment and exhaustion policies. */
 mti_status mti__runtime_acquire(struct mti_runtime *rt, struct mti_stream **out);

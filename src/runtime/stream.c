@@ -7,7 +7,7 @@
  */
 #include <stdlib.h>
 
-#include "runtime/fault.h"
+#include "base/fault.h"
 #include "runtime/runtime-internal.h"
 
 mti_status mti__stream_create(struct mti_device_ctx *dev, int slot, struct mti_stream **out)
@@ -87,6 +87,31 @@ void mti__encode_end(struct mti_stream *s) MTI_NO_TSA
     else if (rt->params.serialization == MTI_SERIAL_SEMAPHORE)
         sem_up(&rt->encode_sem);
 }
+
+/* ---- fault hooks (fault-injection builds; base/fault.h) ---------------------------------- */
+
+#ifdef MTI_FAULT_INJECTION
+mti_status mti__fault_submit_begin(struct mti_stream *s)
+{
+    if (!s->capturing && MTI_FAULT(SUBMIT))
+        return mti__fault_error(MTI_ERR_DEVICE, "backend submission");
+    return MTI_OK;
+}
+
+/* Runs on the stream (a CPU executor or a CUDA host-callback thread): its status lands in the
+ * stream's error slot, which the next synchronize returns, as a device error would. */
+static mti_status injected_stream_error(void *user)
+{
+    (void)user;
+    return mti__fault_error(MTI_ERR_DEVICE, "queued work reported an error");
+}
+
+mti_status mti__fault_submit_end(struct mti_stream *s, mti_status st, unsigned flags)
+{
+    if (st != MTI_OK || s->capturing || !MTI_FAULT(STREAM_ERROR)) return st;
+    return s->bs->iface->launch_host(s->bs, injected_stream_error, NULL, flags);
+}
+#endif
 
 static mti_status check_stream(mti_stream_t s)
 {
@@ -174,7 +199,8 @@ mti_status mti_stream_launch_host(mti_stream_t s, mti_host_fn fn, void *user)
     MTI_CHECK(check_stream(s));
     MTI_CHECK_ARG(fn != NULL, "host function is NULL");
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->launch_host(s->bs, fn, user, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK) st = mti__submit_end(s, s->bs->iface->launch_host(s->bs, fn, user, 0), 0);
     mti__encode_end(s);
     return st;
 }
@@ -190,7 +216,9 @@ mti_status mti_memcpy_async(mti_stream_t s, void *dst, const void *src, size_t b
     if (bytes == 0) return MTI_OK;
     MTI_CHECK_ARG(dst != NULL && src != NULL, "memcpy of %zu bytes with a NULL pointer", bytes);
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->memcpy_async(s->bs, dst, src, bytes, kind, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK)
+        st = mti__submit_end(s, s->bs->iface->memcpy_async(s->bs, dst, src, bytes, kind, 0), 0);
     mti__encode_end(s);
     return st;
 }
@@ -201,7 +229,9 @@ mti_status mti_memset_async(mti_stream_t s, void *dst, int value, size_t bytes)
     if (bytes == 0) return MTI_OK;
     MTI_CHECK_ARG(dst != NULL, "memset of %zu bytes at NULL", bytes);
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->memset_async(s->bs, dst, value, bytes, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK)
+        st = mti__submit_end(s, s->bs->iface->memset_async(s->bs, dst, value, bytes, 0), 0);
     mti__encode_end(s);
     return st;
 }
@@ -215,7 +245,10 @@ mti_status mti_linear_async(mti_stream_t s, const float *x, const float *w, cons
     MTI_CHECK_ARG(act >= MTI_ACT_NONE && act <= MTI_ACT_GELU_TANH,
                   "activation %d is not a mti_activation", (int)act);
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->linear_async(s->bs, x, w, bias, y, m, n, k, act, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK)
+        st = mti__submit_end(s, s->bs->iface->linear_async(s->bs, x, w, bias, y, m, n, k, act, 0),
+                             0);
     mti__encode_end(s);
     return st;
 }
@@ -287,7 +320,8 @@ mti_status mti_event_record(mti_event_t e, mti_stream_t s)
     mti_backend_event *be;
     MTI_CHECK(device_event(e, s->dev, &be));
     mti__encode_begin(s);
-    mti_status st = be->iface->record(be, s->bs, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK) st = mti__submit_end(s, be->iface->record(be, s->bs, 0), 0);
     mti__encode_end(s);
     if (st == MTI_OK) mti_atomic_store_release(&e->current, s->dev->index);
     return st;
@@ -301,7 +335,8 @@ mti_status mti_stream_wait_event(mti_stream_t s, mti_event_t e)
     mti_backend_event *be = current_event(e);
     if (!be) return MTI_OK; /* never recorded: nothing to wait for */
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->wait_event(s->bs, be, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK) st = mti__submit_end(s, s->bs->iface->wait_event(s->bs, be, 0), 0);
     mti__encode_end(s);
     return st;
 }
@@ -424,6 +459,7 @@ mti_status mti_stream_begin_capture(mti_stream_t s)
     MTI_CHECK(check_capture(s));
     mti__encode_begin(s);
     mti_status st = s->bs->iface->graph_begin(s->bs);
+    if (st == MTI_OK) s->capturing = true;
     mti__encode_end(s);
     return st;
 }
@@ -437,6 +473,7 @@ mti_status mti_stream_end_capture(mti_stream_t s, mti_graph_t *out)
     if (!g) return mti__error(MTI_ERR_OUT_OF_MEMORY, "graph");
     mti__encode_begin(s);
     mti_status st = s->bs->iface->graph_end(s->bs, &g->bg);
+    s->capturing = false;
     mti__encode_end(s);
     if (st != MTI_OK) {
         free(g);
@@ -454,7 +491,8 @@ mti_status mti_graph_launch(mti_graph_t g, mti_stream_t s)
     MTI_CHECK(check_stream(s));
     MTI_CHECK_ARG(g->rt == s->dev->rt, "graph and stream belong to different runtimes");
     mti__encode_begin(s);
-    mti_status st = s->bs->iface->graph_launch(s->bs, g->bg, 0);
+    mti_status st = mti__submit_begin(s);
+    if (st == MTI_OK) st = mti__submit_end(s, s->bs->iface->graph_launch(s->bs, g->bg, 0), 0);
     mti__encode_end(s);
     return st;
 }

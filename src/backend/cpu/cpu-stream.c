@@ -17,7 +17,7 @@
 
 #include "backend/cpu/cpu-internal.h"
 #include "base/clock.h"
-#include "runtime/fault.h"
+#include "base/fault.h" /* the negative control only (fault hooks: runtime/stream.c) */
 
 /* Spin iterations before sleeping in MTI_SYNC_AUTO (~ a few microseconds). */
 #define AUTO_SPIN_ITERATIONS 2000
@@ -113,8 +113,6 @@ static void run_until(struct cpu_stream *s, uint64_t target, mti_sync_mode mode)
             struct cpu_op op = s->ring[s->head % MTI_CPU_RING_CAP];
             mti_mutex_unlock(&s->lock);
             mti_status st = mti__cpu_op_run(s, &op);
-            if (st == MTI_OK && MTI_FAULT(STREAM_ERROR))
-                st = mti__fault_error(MTI_ERR_DEVICE, "queued work reported an error");
             mti_mutex_lock(&s->lock);
             s->head++;
             /* release: a lock-free reader that sees the new count sees the op's effects */
@@ -167,7 +165,6 @@ mti_status mti__cpu_stream_submit(struct cpu_stream *s, const struct cpu_op *op,
                                   uint64_t *seq_out)
 {
     struct cpu_device *dev = (struct cpu_device *)s->base.device;
-    if (MTI_FAULT(SUBMIT)) return mti__fault_error(MTI_ERR_DEVICE, "backend submission");
     if (mti_atomic_load_relaxed(&s->capturing)) return capture_op(s, op);
     mti_mutex_lock(&s->lock);
     /* A full ring: help drain it (or wait) until one slot frees. */

@@ -11,10 +11,15 @@
  * (kernels.cu). When the heuristic offers no algorithm for a fused epilogue we fall back to
  * the plain GEMM plus that kernel for bias and activation.
  *
- * Compute type CUBLAS_COMPUTE_32F (true fp32, no TF32) unless MTI_CUDA_TF32=1.
+ * Compute type: CUBLAS_COMPUTE_32F (true fp32, no TF32) by default; CUBLAS_COMPUTE_32F_FAST_TF32
+ * (TF32 tensor cores, fp32 accumulation) for calls submitted with MTI_SUBMIT_TF32 (models
+ * loaded with MTI_PRECISION_TF32), or for every call when MTI_CUDA_TF32=1 (a global override
+ * kept for benchmarks of raw mti_linear_async, which has no precision argument). Data and
+ * results stay fp32 in both modes, so only the descriptor differs.
  *
  * Each stream owns one handle, one workspace and a cache of plans (descriptors, layouts and
- * the heuristic's algorithm) keyed by (m, n, k, act, has_bias, pointer alignment), so the hot
+ * the heuristic's algorithm) keyed by (m, n, k, act, has_bias, pointer alignment, tf32), so
+ * an fp32 and a TF32 model sharing a stream each get their own plan, and the hot
  * path makes no heuristic query. Only the stream's recorder touches this (no locks).
  */
 #include <string.h>
@@ -68,7 +73,7 @@ static int common_alignment(const void *x, const void *w, const void *bias, cons
 static bool key_equal(const struct cuda_linear_key *a, const struct cuda_linear_key *b)
 {
     return a->m == b->m && a->n == b->n && a->k == b->k && a->act == b->act &&
-           a->has_bias == b->has_bias && a->align == b->align;
+           a->has_bias == b->has_bias && a->align == b->align && a->tf32 == b->tf32;
 }
 
 /* The fused epilogue for (act, bias), and what is left for the post kernel. */
@@ -121,7 +126,7 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
     mti_status st = MTI_OK;
     cublasLtMatmulPreference_t pref = NULL;
     p->key = *key;
-    cublasComputeType_t compute = dev->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t compute = key->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     MTI_CUBLAS_CHECK_GOTO(dev, cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F), st, fail);
     int32_t trans_a = CUBLAS_OP_T;
     MTI_CUBLAS_CHECK_GOTO(dev,
@@ -171,9 +176,10 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
     }
     if (!found) {
         st = mti__error(MTI_ERR_UNSUPPORTED,
-                        "cuBLASLt has no fp32 algorithm for linear m=%d n=%d k=%d (alignment %d, "
+                        "cuBLASLt has no %s algorithm for linear m=%d n=%d k=%d (alignment %d, "
                         "workspace %zu bytes)",
-                        key->m, key->n, key->k, key->align, b->workspace_bytes);
+                        key->tf32 ? "tf32" : "fp32", key->m, key->n, key->k, key->align,
+                        b->workspace_bytes);
         goto fail;
     }
     cublasLtMatmulPreferenceDestroy(pref);
@@ -220,7 +226,8 @@ static mti_status plan_get(struct cuda_device *dev, struct cuda_blaslt *b,
 }
 
 mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
-                            const float *bias, float *y, int m, int n, int k, mti_activation act)
+                            const float *bias, float *y, int m, int n, int k, mti_activation act,
+                            bool tf32)
 {
     struct cuda_device *dev = mti__cuda_dev(s->base.device);
     struct cuda_blaslt *b = &s->blas;
@@ -231,6 +238,7 @@ mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *
         .act = (int)act,
         .has_bias = bias != NULL,
         .align = common_alignment(x, w, bias, y),
+        .tf32 = tf32 || dev->tf32,
     };
     struct cuda_linear_plan *p;
     MTI_CHECK(plan_get(dev, b, &key, bias, &p));

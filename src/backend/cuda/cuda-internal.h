@@ -43,7 +43,7 @@ struct cuda_device {
     mti_backend_device base;
     mti_sync_mode sync_mode; /* the runtime's mode: internal waits, blocking-sync events */
     bool blocking_events;    /* sync_mode == BLOCK: events get cudaEventBlockingSync */
-    bool tf32;               /* MTI_CUDA_TF32=1: CUBLAS_COMPUTE_32F_FAST_TF32 */
+    bool tf32;               /* MTI_CUDA_TF32=1: every linear may use TF32 (global) */
     uint64_t spin_ns;        /* MTI_CUDA_SPIN_US: spin budget of MTI_SYNC_AUTO */
     size_t workspace_bytes;  /* MTI_CUDA_WORKSPACE: cuBLASLt workspace per stream */
     int cc_major, cc_minor;
@@ -59,6 +59,7 @@ struct cuda_linear_key {
     int act; /* mti_activation */
     int has_bias;
     int align; /* lowest common alignment of the pointers, bytes, capped at 256 */
+    int tf32;  /* CUBLAS_COMPUTE_32F_FAST_TF32 (MTI_SUBMIT_TF32 or MTI_CUDA_TF32=1) */
 };
 
 struct cuda_linear_plan {
@@ -207,9 +208,11 @@ void mti__cuda_stream_set_error(struct cuda_stream *s, mti_status st);
 /* cuBLASLt state of a new stream (handle + workspace) and its teardown. */
 mti_status mti__cuda_blaslt_init(struct cuda_device *dev, struct cuda_blaslt *b);
 void mti__cuda_blaslt_destroy(struct cuda_device *dev, struct cuda_blaslt *b);
-/* y[m,n] = act(x[m,k] w[n,k]^T + bias[n]) on s (recorder thread only). */
+/* y[m,n] = act(x[m,k] w[n,k]^T + bias[n]) on s (recorder thread only). tf32: the GEMM may use
+ * TF32 tensor cores (MTI_SUBMIT_TF32); MTI_CUDA_TF32=1 turns it on for every call. */
 mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
-                            const float *bias, float *y, int m, int n, int k, mti_activation act);
+                            const float *bias, float *y, int m, int n, int k, mti_activation act,
+                            bool tf32);
 
 /* ---- CUDA graphs (the stream vtable's graph members) -----------------------------------------
  *

@@ -198,10 +198,10 @@ static mti_status stream_linear(mti_backend_stream *bs, const float *x, const fl
                                 const float *bias, float *y, int m, int n, int k,
                                 mti_activation act, unsigned flags)
 {
-    (void)flags;
     struct cuda_device *dev = mti__cuda_dev(bs->device);
     MTI_CHECK(mti__cuda_use_device(dev));
-    return mti__cuda_linear(mti__cuda_stream(bs), x, w, bias, y, m, n, k, act);
+    return mti__cuda_linear(mti__cuda_stream(bs), x, w, bias, y, m, n, k, act,
+                            (flags & MTI_SUBMIT_TF32) != 0);
 }
 
 /* Runs on a CUDA callback thread: no CUDA calls allowed here. */

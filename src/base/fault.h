@@ -10,9 +10,14 @@
  *
  * fails events N .. N+K-1 (K defaults to 1), and again every P events after that when P > 0.
  *   alloc         a device allocation of the caching allocator fails (runtime/alloc.c)
- *   submit        a backend submission fails (CPU backend: backend/cpu/cpu-stream.c)
- *   stream_error  queued work runs but reports an error, returned by the next synchronize
- *                 (CPU backend: backend/cpu/cpu-stream.c)
+ *   submit        a submission into a stream fails before reaching the backend
+ *   stream_error  a submission succeeds, then a host function queued right behind it reports
+ *                 an error into the stream's error slot, returned by the next synchronize
+ * submit and stream_error are counted where every submission passes, whatever the backend:
+ * the public submit calls (runtime/stream.c) and the model executor's mti__op_* wrappers
+ * (runtime/ops.c), through mti__submit_begin/end (runtime-internal.h). Nothing is counted or
+ * injected while a stream captures a graph (an injected host function would be replayed).
+ * This header sits in base/ so that every layer (backends: the negative control) may use it.
  *
  * Built with -DMTI_STRESS_UNSAFE, MTI_UNSAFE_STRESS() is true when the environment has
  * MTI_STRESS_UNSAFE=1: the recording section (serialization policy and the stream's record
@@ -23,8 +28,8 @@
  * or HANG, never PASS).
  * Never define either flag in a release build.
  */
-#ifndef MTI_RUNTIME_FAULT_H
-#define MTI_RUNTIME_FAULT_H
+#ifndef MTI_BASE_FAULT_H
+#define MTI_BASE_FAULT_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "base/atomics.h"
-#include "runtime/fault.h"
+#include "base/fault.h"
 
 static const char *const kind_names[MTI_FAULT_KINDS] = {"alloc", "submit", "stream_error"};
 
