@@ -136,19 +136,27 @@ static inline mti_backend_kind test_backend(void)
         if (test_backend() != MTI_BACKEND_CPU) skip();                                             \
     } while (0)
 
-/* A runtime on the test backend with the given pool size and exhaustion policy. */
-static inline mti_runtime_t make_test_runtime(int pool_size, mti_pool_exhaustion policy,
-                                              int wait_ms)
+/* A runtime on the test backend (every GPU of the machine) with the given pool size per device
+ * and exhaustion policy; device >= 0 pins it to one device (tests that count slots). */
+static inline mti_runtime_t make_test_runtime_on(int device, int pool_size,
+                                                 mti_pool_exhaustion policy, int wait_ms)
 {
     mti_runtime_params p;
     mti_runtime_params_default(&p);
     p.backend = test_backend();
+    p.device = device;
     p.pool_size = pool_size;
     p.exhaustion = policy;
     p.pool_wait_ms = wait_ms;
     mti_runtime_t rt = NULL;
     REQUIRE_OK(mti_runtime_create(&p, &rt));
     return rt;
+}
+
+static inline mti_runtime_t make_test_runtime(int pool_size, mti_pool_exhaustion policy,
+                                              int wait_ms)
+{
+    return make_test_runtime_on(-1, pool_size, policy, wait_ms);
 }
 
 /* Splitmix64: a seeded PRNG so each thread's data is its own and reproducible. */
