@@ -80,7 +80,9 @@ deps:
 	bash scripts/install-deps.sh
 
 # ---- the two README commands --------------------------------------------------------------
+# The main job: every section on the default backend, PyTorch beside it when it can be had.
 bench: cli
+	bash scripts/install-peer.sh
 	$(CLI) bench $(BENCH_ARGS)
 
 test: test-unit test-tsan test-asan test-broken verify check-format test-cli fuzz stress-ci test-bench

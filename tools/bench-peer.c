@@ -20,7 +20,7 @@ cJSON *bench_run_peer(const struct bench_options *o, mti_backend_kind backend, c
                  o->batches[i]);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "%s bench/peers/torch_peer.py --device %s --mlp %s --story %s --threads %s "
+             "%s --device %s --mlp %s --story %s --threads %s "
              "--batches %s --duration %.3f --trials %d%s",
              o->peer, backend == MTI_BACKEND_CUDA ? "cuda" : "cpu", mlp_path, story_path, threads,
              batches, o->duration_s, o->trials,

@@ -18,7 +18,7 @@ $lib $BIN/mtinfer model create transformer --d-model 256 --heads 4 --ff 1024 --l
 ( timeout 120 $lib compute-sanitizer --error-exitcode 99 $BIN/mtinfer run /tmp/tr.st --backend cuda \
     --batch 4 --seq 32 --check --repeat 3 2>&1 | tail -6 ) > "$OUT/sanitizer-model.txt" 2>&1
 timeout 400 $lib $BIN/mtinfer bench --duration ${BENCH_DURATION:-0.5} --trials 3 --raw $BIN/raw_mlp \
-  --peer "env -u LD_LIBRARY_PATH python3" --json "$OUT/bench.json" --md "$OUT/bench.md" \
+  --peer "env -u LD_LIBRARY_PATH sh bench/peers/run_peer.sh" --json "$OUT/bench.json" --md "$OUT/bench.md" \
   --svg "$OUT/svg" > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" >> "$OUT/bench.log"
 tail -3 "$OUT"/*.txt
