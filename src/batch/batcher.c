@@ -477,7 +477,12 @@ static int pump(struct mti_batcher *b, struct slot **out, uint64_t now) MTI_REQU
         close_slot(b, s, why);
         out[k++] = s;
     }
-    if (moved) b->ovf_moved = true; /* unlock_wake wakes them, outside the lock */
+    if (moved) {
+        b->ovf_moved = true; /* unlock_wake wakes them, outside the lock */
+        /* A batch formed from the overflow queue needs its delay timer armed too (place()
+         * arms it only for a row 0 it claims itself). Found while modelling (verify/). */
+        if (b->svc_sleeping && b->open && b->open->live > 0) mti_cond_signal(&b->svc_cv);
+    }
     return k;
 }
 
