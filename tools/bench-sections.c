@@ -712,6 +712,32 @@ void bench_section_batcher(struct bench_ctx *c)
         cfg.clients = quick_clients;
         cfg.n_clients = 3;
     }
+    if (o->n_batcher_clients > 0) {
+        cfg.clients = o->batcher_clients;
+        cfg.n_clients = o->n_batcher_clients;
+    }
+    mti_batcher_params bp;
+    mti_batcher_params_default(&bp);
+    if (o->batcher_params) { /* k=v,k=v: settings to try */
+        char *copy = strdup(o->batcher_params), *save = NULL;
+        for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            const char *eq = strchr(kv, '=');
+            int v = eq ? atoi(eq + 1) : 0;
+            if (!strncmp(kv, "spin_us=", 8))
+                bp.spin_us = v;
+            else if (!strncmp(kv, "streams=", 8))
+                bp.executor_streams = v;
+            else if (!strncmp(kv, "max_batch=", 10))
+                bp.max_batch = v;
+            else if (!strncmp(kv, "delay_us=", 9))
+                bp.max_queue_delay_us = v;
+            else
+                fprintf(stderr, "mtinfer bench: --batcher-params: ignoring '%s'\n", kv);
+        }
+        free(copy);
+        bench_out("\nbatcher settings: %s\n", o->batcher_params);
+    }
+    cfg.params = &bp;
     mti_bench_batcher_results *r = calloc(1, sizeof *r);
     bench_out("\n## 7. The dynamic batcher (MLP, single-sample requests)\n");
     bench_progress(o, "batcher", "closed and open loop", 0);

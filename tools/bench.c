@@ -31,40 +31,45 @@ static const struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mtinfer bench [MODEL.safetensors] [options]\n"
-            "\n"
-            "Measures what the seed reports measured, on the default backend (the GPU when one\n"
-            "is usable, else the CPU; MTI_BACKEND=cpu|cuda to choose), with PyTorch running the\n"
-            "same workloads from the same weights in the same run when it is installed.\n"
-            "Workloads: the MLP 512-1024-1024-512 (default), 1024x1024 matmuls, the transformer\n"
-            "story workload (2 x TransformerEncoderLayer, d_model 256, 4 heads, ff 1024, input\n"
-            "[4, 32, 256]); MODEL replaces the MLP in the thread and batch sections.\n"
-            "\n"
-            "sections (all by default):\n"
-            "  single         1024x1024 matmuls x 20/40/80/160; MLP requests by sync pattern\n"
-            "  threads        1..32 persistent workers, each on its own stream slot\n"
-            "  story          the transformer story workload, 1..16 threads\n"
-            "  patterns       new thread per request vs thread pool vs persistent workers (8)\n"
-            "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
-            "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
-            "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
-            "  batcher        the dynamic batcher: 1..256 closed-loop clients (direct, batched,\n"
-            "                 pre-batched ideal), then an open loop with latency vs offered load\n"
-            "\n"
-            "options:\n"
-            "  --sections LIST   comma-separated subset of the above\n"
-            "  --threads LIST    thread counts (default 1,2,4,8,16,32)\n"
-            "  --batches LIST    batch sizes (default 1,8,64,256,1024,4096)\n"
-            "  --duration S      seconds per measured window (default 1.0)\n"
-            "  --trials N        windows per point: median and min-max reported (default 3)\n"
-            "  --quick           about a minute on a 2-core machine (CI smoke run)\n"
-            "  --json FILE       every figure, with the environment block\n"
-            "  --md FILE         the report as markdown\n"
-            "  --svg DIR         charts: throughput vs threads, latency/throughput vs batch\n"
-            "  --peer CMD        how to run the peer (default: sh bench/peers/run_peer.sh, which\n"
-            "                    finds a python with torch; none: skip the peer)\n"
-            "  --raw PATH        the raw-driver baseline binary (default bench/raw/raw_mlp)\n");
+    fprintf(
+        out,
+        "usage: mtinfer bench [MODEL.safetensors] [options]\n"
+        "\n"
+        "Measures what the seed reports measured, on the default backend (the GPU when one\n"
+        "is usable, else the CPU; MTI_BACKEND=cpu|cuda to choose), with PyTorch running the\n"
+        "same workloads from the same weights in the same run when it is installed.\n"
+        "Workloads: the MLP 512-1024-1024-512 (default), 1024x1024 matmuls, the transformer\n"
+        "story workload (2 x TransformerEncoderLayer, d_model 256, 4 heads, ff 1024, input\n"
+        "[4, 32, 256]); MODEL replaces the MLP in the thread and batch sections.\n"
+        "\n"
+        "sections (all by default):\n"
+        "  single         1024x1024 matmuls x 20/40/80/160; MLP requests by sync pattern\n"
+        "  threads        1..32 persistent workers, each on its own stream slot\n"
+        "  story          the transformer story workload, 1..16 threads\n"
+        "  patterns       new thread per request vs thread pool vs persistent workers (8)\n"
+        "  serialization  per-stream vs global mutex vs semaphore(2) vs round-robin streams\n"
+        "  batch          batch 1..4096: p50/p99 latency, samples/s\n"
+        "  raw            the raw-driver program (GPU) or a plain BLAS loop (CPU) beside us\n"
+        "  batcher        the dynamic batcher: 1..256 closed-loop clients (direct, batched,\n"
+        "                 pre-batched ideal), then an open loop with latency vs offered load\n"
+        "\n"
+        "options:\n"
+        "  --sections LIST   comma-separated subset of the above\n"
+        "  --threads LIST    thread counts (default 1,2,4,8,16,32)\n"
+        "  --batches LIST    batch sizes (default 1,8,64,256,1024,4096)\n"
+        "  --duration S      seconds per measured window (default 1.0)\n"
+        "  --trials N        windows per point: median and min-max reported (default 3)\n"
+        "  --quick           about a minute on a 2-core machine (CI smoke run)\n"
+        "  --json FILE       every figure, with the environment block\n"
+        "  --md FILE         the report as markdown\n"
+        "  --svg DIR         charts: throughput vs threads, latency/throughput vs batch\n"
+        "  --peer CMD        how to run the peer (default: sh bench/peers/run_peer.sh, which\n"
+        "                    finds a python with torch; none: skip the peer)\n"
+        "  --raw PATH        the raw-driver baseline binary (default bench/raw/raw_mlp)\n"
+        "  --batcher-params P      batcher settings to try, e.g.\n"
+        "                          spin_us=0,streams=4,max_batch=256,delay_us=200\n"
+        "  --batcher-clients LIST  client counts of the batcher section (default 1,4,16,64,256)\n"
+        "  --replot JSON     write the --svg charts of an earlier --json file, measure nothing\n");
 }
 
 static int parse_list(const char *what, const char *s, int *out)
@@ -159,6 +164,10 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             o->svg_dir = v;
         } else if (!strcmp(a, "--peer")) {
             o->peer = v;
+        } else if (!strcmp(a, "--batcher-params")) {
+            o->batcher_params = v;
+        } else if (!strcmp(a, "--batcher-clients")) {
+            if ((o->n_batcher_clients = parse_list(a, v, o->batcher_clients)) < 0) return -1;
         } else if (!strcmp(a, "--replot")) {
             o->replot = v;
         } else if (!strcmp(a, "--raw")) {

@@ -34,10 +34,12 @@ struct bench_options {
     int quick;
     const char *model_path; /* a user model for the thread/batch sections (else the MLP) */
     const char *json_path, *md_path, *svg_dir;
-    const char *peer;     /* python3 command for bench/peers/torch_peer.py, or "none" */
-    const char *raw_path; /* bench/raw/raw_mlp binary (GPU) */
-    const char *replot;   /* --replot: charts from an earlier --json file, no measurement */
-    int progress;         /* stderr is a terminal */
+    const char *peer;           /* python3 command for bench/peers/torch_peer.py, or "none" */
+    const char *raw_path;       /* bench/raw/raw_mlp binary (GPU) */
+    const char *replot;         /* --replot: charts from an earlier --json file, no measurement */
+    const char *batcher_params; /* --batcher-params k=v,...: overrides of the batcher defaults */
+    int batcher_clients[BENCH_MAX_POINTS], n_batcher_clients; /* 0: the section's default */
+    int progress;                                             /* stderr is a terminal */
 };
 
 /* One measured point: median and spread over trials. */
