@@ -602,7 +602,7 @@ static void batch__bad_params_are_rejected(void **state)
     REQUIRE_STATUS(mti_batcher_create(m, &p, &b), MTI_ERR_INVALID_ARGUMENT);
     CHECK(b == NULL, "out is NULL on failure");
     mti_batcher_params_default(&p);
-    p.executor_streams = 0;
+    p.executor_streams = -1; /* 0 means automatic */
     REQUIRE_STATUS(mti_batcher_create(m, &p, &b), MTI_ERR_INVALID_ARGUMENT);
     mti_batcher_params_default(&p);
     p.max_batch = 8;

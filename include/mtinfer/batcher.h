@@ -54,7 +54,8 @@ typedef struct mti_batcher_params {
     int preferred[MTI_BATCHER_MAX_PREFERRED];
     int n_preferred;
     /* Executor streams taken from the runtime's pool for the batcher's lifetime = batches in
-     * flight at once (default 2: one computes while the next forms and copies). 1..16. */
+     * flight at once: while one computes the next forms and copies. 0: automatic (default): 4
+     * on CUDA, 2 on the CPU. 1..16. */
     int executor_streams;
     /* Requests waiting for their batch to start (forming + queued); 0: unbounded (default). */
     int max_queue;
@@ -64,7 +65,8 @@ typedef struct mti_batcher_params {
      * then is answered MTI_ERR_TIMEOUT (a started batch always completes). 0: none (default). */
     int64_t request_timeout_us;
     /* Microseconds a waiting client spins before sleeping; -1: automatic (20 on CUDA, 0 on
-     * the CPU, where a spinning client steals the core that computes). */
+     * the CPU, where a spinning client steals the core that computes). Members of large
+     * batches (more rows than a quarter of the CPUs) sleep at once whatever this says. */
     int spin_us;
     /* Run one warm-up forward per preferred size and executor stream at create (plans, CUDA
      * graphs): first requests then see steady latency. Default 1. */

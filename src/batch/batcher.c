@@ -133,6 +133,10 @@ struct mti_batcher {
     int pref[MTI_BATCHER_MAX_PREFERRED + 1];
     int n_pref; /* 0: every size */
     int spin_us;
+    /* Members of a batch spin only when the batch has at most this many rows: a few waiters
+     * spinning buy latency, a hundred spinning on 16 cores starve the threads that work
+     * (measured on an H100: 256 clients, spinning 20 us: 189k req/s; sleeping: 229k). */
+    int spin_max_rows;
     int n_slots;
     struct slot slots[MAX_SLOTS];
 
@@ -234,7 +238,7 @@ void mti_batcher_params_default(mti_batcher_params *p)
     p->max_batch = 0;
     p->max_queue_delay_us = 200;
     p->n_preferred = 0;
-    p->executor_streams = 2;
+    p->executor_streams = 0; /* automatic: 4 on CUDA, 2 on the CPU */
     p->max_queue = 0;
     p->full_policy = MTI_BATCH_FULL_REJECT;
     p->full_timeout_us = 1000000;
@@ -255,6 +259,8 @@ static mti_status resolve_params(struct mti_batcher *b, const mti_batcher_params
     mti_batcher_params *p = &b->p;
     *p = *in;
     if (p->max_batch == 0) p->max_batch = b->cpu ? 64 : 256;
+    /* Measured on an H100, 256 clients: 4 streams 375k req/s, 2 streams 229k (both sleeping). */
+    if (p->executor_streams == 0) p->executor_streams = b->cpu ? 2 : 4;
     MTI_CHECK_ARG(p->max_batch >= 1 && p->max_batch <= 4096, "max_batch %d is out of range 1..4096",
                   p->max_batch);
     MTI_CHECK_ARG(p->max_queue_delay_us >= 0, "max_queue_delay_us %d is negative",
@@ -271,6 +277,8 @@ static mti_status resolve_params(struct mti_batcher *b, const mti_batcher_params
                   "n_preferred %d is out of range -1..%d", p->n_preferred,
                   MTI_BATCHER_MAX_PREFERRED);
     b->spin_us = p->spin_us >= 0 ? p->spin_us : (b->cpu ? 0 : 20);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    b->spin_max_rows = cpus > 8 ? (int)(cpus / 4) : 2;
     b->n_pref = 0;
     if (p->n_preferred > 0) {
         for (int i = 0; i < p->n_preferred; i++) {
@@ -792,7 +800,9 @@ mti_status mti_batcher_infer(mti_batcher_t b, const float *input, float *output,
 
     /* Waiting for the batch: the request may time out only until its batch starts. */
     uint64_t deadline = r.deadline;
-    while (!wait_word(&s->gen, &s->sleepers, gen, b->spin_us, deadline)) {
+    /* s->n is read without the lock: a hint for how long to spin, nothing depends on it. */
+    int spin = s->n <= b->spin_max_rows ? b->spin_us : 0;
+    while (!wait_word(&s->gen, &s->sleepers, gen, spin, deadline)) {
         mti_mutex_lock(&b->lock);
         if (r.state == REQ_ROW) {
             row_kill(b, &r);
