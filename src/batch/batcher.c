@@ -796,12 +796,12 @@ mti_status mti_batcher_infer(mti_batcher_t b, const float *input, float *output,
     }
     s = r.slot;
     uint32_t gen = r.wait_gen;
+    /* How long to spin: rows claimed so far (read under the lock), a hint nothing depends on. */
+    int spin = s->n <= b->spin_max_rows ? b->spin_us : 0;
     unlock_wake(b);
 
     /* Waiting for the batch: the request may time out only until its batch starts. */
     uint64_t deadline = r.deadline;
-    /* s->n is read without the lock: a hint for how long to spin, nothing depends on it. */
-    int spin = s->n <= b->spin_max_rows ? b->spin_us : 0;
     while (!wait_word(&s->gen, &s->sleepers, gen, spin, deadline)) {
         mti_mutex_lock(&b->lock);
         if (r.state == REQ_ROW) {
