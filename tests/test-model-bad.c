@@ -295,6 +295,8 @@ static void bad__nan_and_inf_inputs_are_computed_through(void **state)
     mti_model_destroy(m);
 }
 
+/* BF16 loads on every backend (the CPU computes it in fp32); a value outside the enum does
+ * not. */
 static void bad__unsupported_precision(void **state)
 {
     float data[15];
@@ -305,7 +307,8 @@ static void bad__unsupported_precision(void **state)
     mti_model_params_default(&mp);
     mp.precision = MTI_PRECISION_BF16;
     mti_model_t m;
-    REQUIRE_STATUS(mti_model_load(g_rt, path, &mp, &m), MTI_ERR_UNSUPPORTED);
+    REQUIRE_OK(mti_model_load(g_rt, path, &mp, &m));
+    mti_model_destroy(m);
     mp.precision = (mti_precision)7;
     REQUIRE_STATUS(mti_model_load(g_rt, path, &mp, &m), MTI_ERR_INVALID_ARGUMENT);
 }

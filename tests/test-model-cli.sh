@@ -33,7 +33,10 @@ expect 1 "FAILED" -- run "$dir/mlp.st" --check --tol 1e-12
 # tf32: checked with tf32's default tolerance (2e-3); on the CPU it computes in fp32
 expect 0 "tolerance 2.0e-03: ok" -- run "$dir/tr.st" --batch 2 --seq 5 --precision tf32 --check
 expect 0 "precision  tf32" -- run "$dir/mlp.st" --precision tf32
-expect 2 "bf16 is not implemented" -- run "$dir/mlp.st" --precision bf16
+# bf16: checked with bf16's default tolerance (1e-2); on the CPU it computes in fp32
+expect 0 "tolerance 1.0e-02: ok" -- run "$dir/tr.st" --batch 2 --seq 5 --precision bf16 --check
+expect 0 "tolerance 1.0e-02: ok" -- run "$dir/mlp.st" --batch 3 --precision bf16 --check
+expect 0 "precision  bf16" -- run "$dir/mlp.st" --precision bf16
 expect 2 "--precision must be fp32, tf32 or bf16" -- run "$dir/mlp.st" --precision fp16
 expect 0 "usage: mtinfer run" -- run --help
 expect 0 "usage: mtinfer model create" -- model create --help

@@ -202,44 +202,46 @@ static mti_model_t load_with_precision(mti_runtime_t rt, const char *file, mti_p
     return m;
 }
 
-/* A TF32 model next to an fp32 one on the same runtime (so the same streams, and on CUDA the
- * same per-stream cuBLASLt plan cache with the same GEMM shapes): on CUDA the TF32 model is
- * within 2e-3 of the float64 reference (TF32 lands near 3e-4) and the fp32 model stays fp32
- * (within 1e-5), which fails if the cache key ignored the precision. On the CPU, which has no
- * TF32, the TF32 model computes in fp32: bit-identical to the fp32 model. */
-static void run_tf32(const char *name, const char *file)
+/* A TF32 or BF16 model next to an fp32 one on the same runtime (so the same streams, and on
+ * CUDA the same per-stream cuBLASLt plan cache with the same GEMM shapes): on CUDA the reduced
+ * precision model is within tol of the float64 reference (TF32 lands near 3e-4, 2e-3 allowed;
+ * BF16 near 1e-3 to 3e-3, 1e-2 allowed) and the fp32 model stays fp32 (within 1e-5), which
+ * fails if the cache key ignored the precision. On the CPU, which has neither TF32 nor a bf16
+ * GEMM, the model computes in fp32: bit-identical to the fp32 model. */
+static void run_precision(const char *name, const char *file, mti_precision prec, double tol)
 {
     if (!g_have_models) skip();
+    const char *what = prec == MTI_PRECISION_BF16 ? "bf16" : "tf32";
     mti_runtime_t rt = make_test_runtime(2, MTI_POOL_BLOCK, 0);
     struct compat c;
     compat_load(name, &c);
     mti_model_t m32 = load_with_precision(rt, file, MTI_PRECISION_FP32);
-    mti_model_t mtf = load_with_precision(rt, file, MTI_PRECISION_TF32);
-    float *y32 = malloc(sizeof(float) * c.n_out), *ytf = malloc(sizeof(float) * c.n_out);
+    mti_model_t mlo = load_with_precision(rt, file, prec);
+    float *y32 = malloc(sizeof(float) * c.n_out), *ylo = malloc(sizeof(float) * c.n_out);
     int cpu = test_backend() == MTI_BACKEND_CPU;
     mti_error_stats es = {0};
     /* interleaved, several calls each: warm-up, capture (CUDA), replay */
     for (int i = 0; i < 3; i++) {
-        memset(ytf, 0xff, sizeof(float) * c.n_out); /* NaN poison */
-        REQUIRE_OK(mti_model_infer(mtf, c.batch, c.seq, c.x, c.n_in, ytf, c.n_out));
+        memset(ylo, 0xff, sizeof(float) * c.n_out); /* NaN poison */
+        REQUIRE_OK(mti_model_infer(mlo, c.batch, c.seq, c.x, c.n_in, ylo, c.n_out));
         memset(y32, 0xff, sizeof(float) * c.n_out);
         REQUIRE_OK(mti_model_infer(m32, c.batch, c.seq, c.x, c.n_in, y32, c.n_out));
-        check_close(y32, c.want, c.n_out, 1e-5, "fp32 model beside a tf32 one");
+        check_close(y32, c.want, c.n_out, 1e-5, "fp32 model beside a reduced-precision one");
         if (cpu) {
-            CHECK(memcmp(ytf, y32, sizeof(float) * c.n_out) == 0,
-                  "%s: a tf32 model on the CPU must compute exactly as fp32 (y[0] %.9g vs %.9g)",
-                  name, ytf[0], y32[0]);
+            CHECK(memcmp(ylo, y32, sizeof(float) * c.n_out) == 0,
+                  "%s: a %s model on the CPU must compute exactly as fp32 (y[0] %.9g vs %.9g)",
+                  name, what, ylo[0], y32[0]);
         } else {
-            check_close(ytf, c.want, c.n_out, 2e-3, "tf32 model");
-            mti_error_stats_compute(ytf, c.want, c.n_out, &es);
+            check_close(ylo, c.want, c.n_out, tol, what);
+            mti_error_stats_compute(ylo, c.want, c.n_out, &es);
         }
     }
     if (!cpu)
-        fprintf(stderr, "tf32 %s on cuda: rel_l2 %.3e, max_abs_rel %.3e vs float64\n", name,
+        fprintf(stderr, "%s %s on cuda: rel_l2 %.3e, max_abs_rel %.3e vs float64\n", what, name,
                 es.rel_l2, es.max_abs_rel);
     free(y32);
-    free(ytf);
-    mti_model_destroy(mtf);
+    free(ylo);
+    mti_model_destroy(mlo);
     mti_model_destroy(m32);
     compat_free(&c);
     mti_runtime_destroy(rt);
@@ -247,12 +249,22 @@ static void run_tf32(const char *name, const char *file)
 
 static void model__tf32_mlp(void **state)
 {
-    run_tf32("mlp", "mlp.safetensors");
+    run_precision("mlp", "mlp.safetensors", MTI_PRECISION_TF32, 2e-3);
 }
 
 static void model__tf32_transformer(void **state)
 {
-    run_tf32("transformer", "transformer.safetensors");
+    run_precision("transformer", "transformer.safetensors", MTI_PRECISION_TF32, 2e-3);
+}
+
+static void model__bf16_mlp(void **state)
+{
+    run_precision("mlp", "mlp.safetensors", MTI_PRECISION_BF16, 1e-2);
+}
+
+static void model__bf16_transformer(void **state)
+{
+    run_precision("transformer", "transformer.safetensors", MTI_PRECISION_BF16, 1e-2);
 }
 
 /* ---- threads -------------------------------------------------------------------------------- */
@@ -380,6 +392,8 @@ static const struct CMUnitTest model_tests[] = {
     cmocka_unit_test(model__async_on_device_buffers),
     cmocka_unit_test(model__tf32_mlp),
     cmocka_unit_test(model__tf32_transformer),
+    cmocka_unit_test(model__bf16_mlp),
+    cmocka_unit_test(model__bf16_transformer),
     cmocka_unit_test(model__threads_exclusive_streams_mlp),
     cmocka_unit_test(model__threads_exclusive_streams_transformer),
     cmocka_unit_test(model__threads_round_robin_shared_streams),

@@ -32,8 +32,9 @@ static void usage(FILE *out)
         "  --input FILE   raw little-endian float32 input of exactly batch*[seq*]features values\n"
         "  --random SEED  uniform random input in [-1, 1) from SEED (default: --random 1)\n"
         "  --output FILE  write the output as raw float32\n"
-        "  --precision P  fp32 (default), tf32 (CUDA GEMMs on TF32 tensor cores; fp32 on the\n"
-        "                 CPU) or bf16 (not implemented yet)\n"
+        "  --precision P  fp32 (default), tf32 (CUDA GEMMs on TF32 tensor cores) or bf16 (CUDA\n"
+        "                 GEMMs on bf16 weights and inputs, fp32 accumulation); on the CPU both\n"
+        "                 compute in fp32\n"
         "  --check        compare with the float64 CPU reference; exit 1 when ||out-ref||/||ref||\n"
         "                 or max|out-ref|/max|ref| exceeds the tolerance, or an output is NaN/Inf\n"
         "  --tol T        tolerance of --check (default by precision: fp32 1e-4, tf32 2e-3,\n"
@@ -231,9 +232,9 @@ int mti_cli_run(int argc, char **argv)
            mti_runtime_device_name(rt));
     static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
     printf("precision  %s%s\n", precision_names[precision],
-           precision == MTI_PRECISION_TF32 && mti_runtime_backend(rt) == MTI_BACKEND_CPU
-               ? " (computed in fp32: the CPU has no TF32)"
-               : "");
+           precision == MTI_PRECISION_FP32 || mti_runtime_backend(rt) != MTI_BACKEND_CPU ? ""
+           : precision == MTI_PRECISION_TF32 ? " (computed in fp32: the CPU has no TF32)"
+                                             : " (computed in fp32: the CPU has no bf16 GEMM)");
     if (info.sequence)
         printf("input      [%ld, %ld, %d]\noutput     [%ld, %ld, %d]\n", batch, seq,
                info.input_features, batch, seq, info.output_features);

@@ -106,6 +106,15 @@ struct mti_backend_stream_i {
     mti_status (*attention_async)(mti_backend_stream *s, const float *qkv, float *out,
                                   float *scratch, int batch, int seq, int heads, int head_dim,
                                   unsigned flags);
+    /* y[m,n] = act(x[m,k] w16[n,k]^T + bias[n]) with bf16 GEMM inputs, fp32 accumulation and
+     * fp32 x, bias and y (MTI_PRECISION_BF16 models). w16 is the weight as bf16 bit patterns
+     * (rounded to nearest even); x is rounded to bf16 into x16 (m*k elements of device memory
+     * the caller owns, such as plan workspace) on s before the GEMM. Epilogues as
+     * linear_async. (optional: NULL means MTI_ERR_UNSUPPORTED; the CPU has none, and
+     * src/model runs a bf16 model there in fp32 through linear_async) */
+    mti_status (*linear_bf16_async)(mti_backend_stream *s, const float *x, uint16_t *x16,
+                                    const uint16_t *w16, const float *bias, float *y, int m, int n,
+                                    int k, mti_activation act, unsigned flags);
 };
 
 struct mti_backend_event_i {

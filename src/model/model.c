@@ -1,6 +1,7 @@
 /*
  * Model lifecycle: map the file read-only, parse and validate it (safetensors.c, config.c),
- * upload the weight blob once to every device of the runtime, and free it all again. The
+ * upload the weight blob once to every device of the runtime (and, for a BF16 model on a GPU,
+ * a bf16 copy of it made on the host once), and free it all again. The
  * model is immutable after load except for its plan table (plan.c). The file is unmapped
  * before load returns: the host blob (used by the float64 reference) is a private copy.
  */
@@ -144,6 +145,16 @@ done:
     return st;
 }
 
+/* f rounded to bf16 (nearest, ties to even), as a bit pattern; NaN stays a (quiet) NaN. */
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
 mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_params *params,
                           mti_model_t *out)
 {
@@ -157,11 +168,9 @@ mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_pa
         mti_model_params_default(&defaults);
         params = &defaults;
     }
-    if (params->precision == MTI_PRECISION_BF16)
-        return mti__error(MTI_ERR_UNSUPPORTED,
-                          "model precision bf16 is not implemented yet (fp32 and tf32 only)");
     MTI_CHECK_ARG(params->precision == MTI_PRECISION_FP32 ||
-                      params->precision == MTI_PRECISION_TF32,
+                      params->precision == MTI_PRECISION_TF32 ||
+                      params->precision == MTI_PRECISION_BF16,
                   "precision %d is not a mti_precision", (int)params->precision);
 
     struct mti_model *m = calloc(1, sizeof *m);
@@ -172,6 +181,11 @@ mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_pa
      * backend has no TF32 and computes such a model in fp32 (more accurate, never less), so
      * one configuration loads on either backend, as PyTorch's allow_tf32 does. */
     m->gemm_flags = params->precision == MTI_PRECISION_TF32 ? MTI_SUBMIT_TF32 : 0;
+    /* BF16 likewise: on a GPU the linears read bf16 weight copies made here, once, and run
+     * with bf16 inputs and fp32 accumulation (plan.c); the CPU has no bf16 GEMM and computes
+     * the model in fp32 (bit-identical to an fp32 model). */
+    bool bf16 = params->precision == MTI_PRECISION_BF16 && rt->backend != MTI_BACKEND_CPU;
+    uint16_t *host16 = NULL;
     mti_status st = MTI_OK;
     MTI_CHECK_GOTO(parse_file(path, params->config_path, &m->desc), st, fail);
     MTI_CHECK_GOTO(mti__plans_init(m), st, fail);
@@ -188,9 +202,28 @@ mti_status mti_model_load(mti_runtime_t rt, const char *path, const mti_model_pa
         m->weights[i] = p;
         MTI_CHECK_GOTO(mti__op_upload(rt, i, p, m->desc->blob, bytes), st, fail);
     }
+    if (bf16) {
+        m->weights16 = calloc((size_t)rt->n_devices, sizeof *m->weights16);
+        size_t bytes16 = m->desc->blob_floats * sizeof(uint16_t);
+        host16 = malloc(bytes16 ? bytes16 : 1);
+        if (!m->weights16 || !host16) {
+            st = mti__error(MTI_ERR_OUT_OF_MEMORY, "model bf16 weights");
+            goto fail;
+        }
+        for (size_t j = 0; j < m->desc->blob_floats; j++)
+            host16[j] = f32_to_bf16(m->desc->blob[j]);
+        for (int i = 0; i < rt->n_devices && bytes16 > 0; i++) {
+            void *p = NULL;
+            MTI_CHECK_GOTO(mti__op_device_alloc(rt, i, bytes16, &p), st, fail);
+            m->weights16[i] = p;
+            MTI_CHECK_GOTO(mti__op_upload(rt, i, p, host16, bytes16), st, fail);
+        }
+        free(host16);
+    }
     *out = m;
     return MTI_OK;
 fail:
+    free(host16);
     mti_model_destroy(m);
     return st;
 }
@@ -203,6 +236,11 @@ void mti_model_destroy(mti_model_t m)
         for (int i = 0; i < m->n_devices; i++)
             mti__op_device_free(m->rt, i, m->weights[i]);
         free(m->weights);
+    }
+    if (m->weights16) {
+        for (int i = 0; i < m->n_devices; i++)
+            mti__op_device_free(m->rt, i, m->weights16[i]);
+        free(m->weights16);
     }
     mti__model_desc_free(m->desc);
     free(m);

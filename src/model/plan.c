@@ -20,6 +20,9 @@
  * Precision: every linear is submitted with the model's gemm_flags added (MTI_SUBMIT_TF32 for
  * a TF32 model), here in the encoder rather than by callers, so the direct path, the async
  * form, graph captures and the batcher all run a model in the precision it was loaded with.
+ * A BF16 model on a GPU (m->weights16) submits its linears as linear_bf16_async instead: the
+ * bf16 weight copy, and the fp32 input rounded into the plan's x16 scratch (rows x widest k,
+ * reused by every linear of the forward in stream order); bias, output and all other ops fp32.
  *
  * Locks: plans_lock (model) serialises insertions into a slot's plan list and is never held
  * while allocating or submitting; lookups read the list head with acquire. A plan's run state
@@ -42,6 +45,7 @@ struct mti_plan {
     float *buf[2];
     float *res[MTI_MODEL_MAX_DEPTH];
     float *qkv, *att, *tmp, *hid, *scores;
+    uint16_t *x16;      /* bf16 GEMM input scratch (BF16 models on a GPU), else NULL */
     void *h_in, *h_out; /* pinned staging (GPU, exclusive streams) */
     mti_backend_graph *graph;
     int runs;
@@ -140,6 +144,14 @@ static mti_status plan_create(struct mti_model *m, struct mti_stream *s, int bat
         o_hid = carve(&at, rows * (size_t)(d->max_ff ? d->max_ff : 1));
         o_scores = carve(&at, (size_t)seq * (size_t)seq);
     }
+    size_t o_x16 = 0;
+    if (m->weights16) {
+        /* the widest k of any linear: an activation row, d_model or the feed-forward width */
+        size_t k = (size_t)d->max_width;
+        if ((size_t)d->max_d_model > k) k = (size_t)d->max_d_model;
+        if ((size_t)d->max_ff > k) k = (size_t)d->max_ff;
+        o_x16 = carve(&at, (rows * k + 1) / 2); /* bf16 elements, two per float */
+    }
     mti_status st = mti__alloc(s, at * sizeof(float), &p->ws);
     if (st != MTI_OK) goto fail;
     float *base = p->ws->ptr;
@@ -155,6 +167,7 @@ static mti_status plan_create(struct mti_model *m, struct mti_stream *s, int bat
         p->hid = base + o_hid;
         p->scores = base + o_scores;
     }
+    if (m->weights16) p->x16 = (uint16_t *)(base + o_x16);
     p->no_graph = !wants_graph(m, s);
     if (uses_staging(m)) {
         MTI_CHECK_GOTO(mti_host_alloc(m->rt, rows * d->in_features * sizeof(float), &p->h_in), st,
@@ -206,13 +219,29 @@ static mti_status plan_get(struct mti_model *m, struct mti_stream *s, int batch,
 
 struct fwd {
     struct mti_plan *p;
-    const float *w; /* the device weight blob */
+    const float *w;      /* the device weight blob */
+    const uint16_t *w16; /* its bf16 copy (BF16 models on a GPU), else NULL */
     unsigned flags;
     unsigned gemm_flags; /* flags | the model's gemm_flags: what every linear is submitted with */
     int rows;
 };
 
 #define PARAM(f, l, slot) ((f)->w + (l)->params[slot].offset)
+
+/* y = act(x W^T + b) for the weight in slot w_slot of l (b: the parameter in b_slot, or none
+ * when b_slot < 0): bf16 GEMM inputs with the bf16 weight copy when the model has one, else
+ * the fp32 GEMM with the model's gemm_flags. */
+static mti_status encode_linear(struct mti_stream *s, const struct fwd *f,
+                                const struct mti_layer *l, int w_slot, int b_slot, const float *x,
+                                float *y, int n, int k, mti_activation act)
+    MTI_REQUIRES(s->record_lock)
+{
+    const float *bias = b_slot >= 0 ? PARAM(f, l, b_slot) : NULL;
+    if (f->w16)
+        return mti__op_linear_bf16(s, x, f->p->x16, f->w16 + l->params[w_slot].offset, bias, y,
+                                   f->rows, n, k, act, f->flags);
+    return mti__op_linear(s, x, PARAM(f, l, w_slot), bias, y, f->rows, n, k, act, f->gemm_flags);
+}
 
 static float *other(const struct fwd *f, const float *cur)
 {
@@ -230,12 +259,10 @@ static mti_status encode_attention_block(struct mti_stream *s, struct fwd *f,
     MTI_REQUIRES(s->record_lock)
 {
     int d = l->in;
-    MTI_CHECK(mti__op_linear(s, x, PARAM(f, l, P_IN_W), PARAM(f, l, P_IN_B), f->p->qkv, f->rows,
-                             3 * d, d, MTI_ACT_NONE, f->gemm_flags));
+    MTI_CHECK(encode_linear(s, f, l, P_IN_W, P_IN_B, x, f->p->qkv, 3 * d, d, MTI_ACT_NONE));
     MTI_CHECK(mti__op_attention(s, f->p->qkv, f->p->att, f->p->scores, f->p->batch, f->p->seq,
                                 l->heads, d / l->heads, f->flags));
-    return mti__op_linear(s, f->p->att, PARAM(f, l, P_OUT_W), PARAM(f, l, P_OUT_B), y, f->rows, d,
-                          d, MTI_ACT_NONE, f->gemm_flags);
+    return encode_linear(s, f, l, P_OUT_W, P_OUT_B, f->p->att, y, d, d, MTI_ACT_NONE);
 }
 
 /* nn.TransformerEncoderLayer: post-norm  x1 = LN1(x + SA(x)),  y = LN2(x1 + FF(x1));
@@ -252,10 +279,8 @@ static mti_status encode_encoder(struct mti_stream *s, struct fwd *f, const stru
         MTI_CHECK(mti__op_add(s, p->tmp, x, p->tmp, count, fl));
         MTI_CHECK(mti__op_layernorm(s, p->tmp, PARAM(f, l, P_N1_W), PARAM(f, l, P_N1_B), p->tmp,
                                     rows, d, l->eps, fl));
-        MTI_CHECK(mti__op_linear(s, p->tmp, PARAM(f, l, P_L1_W), PARAM(f, l, P_L1_B), p->hid, rows,
-                                 l->ff, d, l->act, f->gemm_flags));
-        MTI_CHECK(mti__op_linear(s, p->hid, PARAM(f, l, P_L2_W), PARAM(f, l, P_L2_B), p->att, rows,
-                                 d, l->ff, MTI_ACT_NONE, f->gemm_flags));
+        MTI_CHECK(encode_linear(s, f, l, P_L1_W, P_L1_B, p->tmp, p->hid, l->ff, d, l->act));
+        MTI_CHECK(encode_linear(s, f, l, P_L2_W, P_L2_B, p->hid, p->att, d, l->ff, MTI_ACT_NONE));
         MTI_CHECK(mti__op_add(s, p->att, p->tmp, p->att, count, fl));
         return mti__op_layernorm(s, p->att, PARAM(f, l, P_N2_W), PARAM(f, l, P_N2_B), y, rows, d,
                                  l->eps, fl);
@@ -266,10 +291,8 @@ static mti_status encode_encoder(struct mti_stream *s, struct fwd *f, const stru
     MTI_CHECK(mti__op_add(s, p->tmp, x, p->tmp, count, fl));
     MTI_CHECK(mti__op_layernorm(s, p->tmp, PARAM(f, l, P_N2_W), PARAM(f, l, P_N2_B), p->att, rows,
                                 d, l->eps, fl));
-    MTI_CHECK(mti__op_linear(s, p->att, PARAM(f, l, P_L1_W), PARAM(f, l, P_L1_B), p->hid, rows,
-                             l->ff, d, l->act, f->gemm_flags));
-    MTI_CHECK(mti__op_linear(s, p->hid, PARAM(f, l, P_L2_W), PARAM(f, l, P_L2_B), p->att, rows, d,
-                             l->ff, MTI_ACT_NONE, f->gemm_flags));
+    MTI_CHECK(encode_linear(s, f, l, P_L1_W, P_L1_B, p->att, p->hid, l->ff, d, l->act));
+    MTI_CHECK(encode_linear(s, f, l, P_L2_W, P_L2_B, p->hid, p->att, d, l->ff, MTI_ACT_NONE));
     return mti__op_add(s, p->att, p->tmp, y, count, fl);
 }
 
@@ -292,9 +315,8 @@ static mti_status encode_list(struct mti_stream *s, struct fwd *f, const struct 
                 (layers[i + 1].type == MTI_LAYER_RELU || layers[i + 1].type == MTI_LAYER_GELU))
                 act = layers[++i].act;
             y = other(f, cur);
-            MTI_CHECK(mti__op_linear(s, cur, PARAM(f, l, P_WEIGHT),
-                                     l->has_bias ? PARAM(f, l, P_BIAS) : NULL, y, rows, l->out,
-                                     l->in, act, f->gemm_flags));
+            MTI_CHECK(encode_linear(s, f, l, P_WEIGHT, l->has_bias ? P_BIAS : -1, cur, y, l->out,
+                                    l->in, act));
             break;
         }
         case MTI_LAYER_RELU:
@@ -348,6 +370,7 @@ static mti_status encode_forward(struct mti_model *m, struct mti_stream *s, stru
 {
     struct fwd f = {.p = p,
                     .w = m->weights[s->dev->index],
+                    .w16 = m->weights16 ? m->weights16[s->dev->index] : NULL,
                     .flags = flags,
                     .gemm_flags = flags | m->gemm_flags,
                     .rows = (int)p->rows};

@@ -20,6 +20,9 @@ struct mti_model {
     unsigned gemm_flags; /* submit flags every linear adds (MTI_SUBMIT_TF32 for TF32 models) */
     int n_devices;
     float **weights; /* per device: the blob in device memory */
+    /* MTI_PRECISION_BF16 on a GPU backend: per device, the whole blob rounded to bf16 at the
+     * same offsets (only the linear weights are read); NULL otherwise (fp32 GEMMs). */
+    uint16_t **weights16;
     /* Per (device, slot): the plan list head. Index dev * MTI_POOL_MAX_SLOTS + slot. */
     struct mti_plan *_Atomic *plans;
     mti_mutex plans_lock; /* serialises insertions into plans (lookups take no lock) */

@@ -32,6 +32,18 @@ mti_status mti__op_linear(struct mti_stream *s, const float *x, const float *w, 
                            flags);
 }
 
+mti_status mti__op_linear_bf16(struct mti_stream *s, const float *x, uint16_t *x16,
+                               const uint16_t *w16, const float *bias, float *y, int m, int n,
+                               int k, mti_activation act, unsigned flags)
+{
+    mti_mutex_assert_held(&s->record_lock);
+    NN_OR_UNSUPPORTED(s, linear_bf16_async);
+    MTI_CHECK(mti__submit_begin(s));
+    return mti__submit_end(
+        s, s->bs->iface->linear_bf16_async(s->bs, x, x16, w16, bias, y, m, n, k, act, flags),
+        flags);
+}
+
 mti_status mti__op_layernorm(struct mti_stream *s, const float *x, const float *gamma,
                              const float *beta, float *y, int rows, int n, float eps,
                              unsigned flags)

@@ -9,6 +9,7 @@
 #define MTI_RUNTIME_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/runtime-internal.h"
 
@@ -17,6 +18,12 @@ mti_status mti__op_memcpy(struct mti_stream *s, void *dst, const void *src, size
                           mti_copy_kind kind, unsigned flags) MTI_REQUIRES(s->record_lock);
 mti_status mti__op_linear(struct mti_stream *s, const float *x, const float *w, const float *bias,
                           float *y, int m, int n, int k, mti_activation act, unsigned flags)
+    MTI_REQUIRES(s->record_lock);
+/* y = act(x w16^T + bias) with bf16 GEMM inputs (backend linear_bf16_async; x16 is m*k
+ * bf16 scratch). MTI_ERR_UNSUPPORTED on a backend without it. */
+mti_status mti__op_linear_bf16(struct mti_stream *s, const float *x, uint16_t *x16,
+                               const uint16_t *w16, const float *bias, float *y, int m, int n,
+                               int k, mti_activation act, unsigned flags)
     MTI_REQUIRES(s->record_lock);
 mti_status mti__op_layernorm(struct mti_stream *s, const float *x, const float *gamma,
                              const float *beta, float *y, int rows, int n, float eps,

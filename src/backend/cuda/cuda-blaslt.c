@@ -17,9 +17,14 @@
  * kept for benchmarks of raw mti_linear_async, which has no precision argument). Data and
  * results stay fp32 in both modes, so only the descriptor differs.
  *
+ * BF16 (mti__cuda_linear_bf16, for MTI_PRECISION_BF16 models): A and B are bf16 (the model's
+ * bf16 weight copy and the input converted by the caller), CUBLAS_COMPUTE_32F accumulates in
+ * fp32 with an fp32 scale type, and C = D = y stay fp32 with the same epilogues; the bias
+ * type is set to CUDA_R_32F explicitly. MTI_CUDA_TF32 does not apply to it.
+ *
  * Each stream owns one handle, one workspace and a cache of plans (descriptors, layouts and
- * the heuristic's algorithm) keyed by (m, n, k, act, has_bias, pointer alignment, tf32), so
- * an fp32 and a TF32 model sharing a stream each get their own plan, and the hot
+ * the heuristic's algorithm) keyed by (m, n, k, act, has_bias, pointer alignment, tf32,
+ * dtype), so fp32, TF32 and BF16 models sharing a stream each get their own plan, and the hot
  * path makes no heuristic query. Only the stream's recorder touches this (no locks).
  */
 #include <string.h>
@@ -73,7 +78,8 @@ static int common_alignment(const void *x, const void *w, const void *bias, cons
 static bool key_equal(const struct cuda_linear_key *a, const struct cuda_linear_key *b)
 {
     return a->m == b->m && a->n == b->n && a->k == b->k && a->act == b->act &&
-           a->has_bias == b->has_bias && a->align == b->align && a->tf32 == b->tf32;
+           a->has_bias == b->has_bias && a->align == b->align && a->tf32 == b->tf32 &&
+           a->dtype == b->dtype;
 }
 
 /* The fused epilogue for (act, bias), and what is left for the post kernel. */
@@ -133,12 +139,21 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
                           cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA,
                                                          &trans_a, sizeof trans_a),
                           st, fail);
+    if (key->dtype != CUDA_R_32F) {
+        int32_t bias_type = CUDA_R_32F;
+        MTI_CUBLAS_CHECK_GOTO(dev,
+                              cublasLtMatmulDescSetAttribute(p->desc,
+                                                             CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                             &bias_type, sizeof bias_type),
+                              st, fail);
+    }
+    cudaDataType_t ab_type = (cudaDataType_t)key->dtype;
     MTI_CUBLAS_CHECK_GOTO(dev,
-                          cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, (uint64_t)key->k,
+                          cublasLtMatrixLayoutCreate(&p->a, ab_type, (uint64_t)key->k,
                                                      (uint64_t)key->n, (int64_t)key->k),
                           st, fail);
     MTI_CUBLAS_CHECK_GOTO(dev,
-                          cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, (uint64_t)key->k,
+                          cublasLtMatrixLayoutCreate(&p->b, ab_type, (uint64_t)key->k,
                                                      (uint64_t)key->m, (int64_t)key->k),
                           st, fail);
     MTI_CUBLAS_CHECK_GOTO(dev,
@@ -178,8 +193,10 @@ static mti_status plan_build(struct cuda_device *dev, struct cuda_blaslt *b,
         st = mti__error(MTI_ERR_UNSUPPORTED,
                         "cuBLASLt has no %s algorithm for linear m=%d n=%d k=%d (alignment %d, "
                         "workspace %zu bytes)",
-                        key->tf32 ? "tf32" : "fp32", key->m, key->n, key->k, key->align,
-                        b->workspace_bytes);
+                        key->dtype != CUDA_R_32F ? "bf16"
+                        : key->tf32              ? "tf32"
+                                                 : "fp32",
+                        key->m, key->n, key->k, key->align, b->workspace_bytes);
         goto fail;
     }
     cublasLtMatmulPreferenceDestroy(pref);
@@ -225,9 +242,10 @@ static mti_status plan_get(struct cuda_device *dev, struct cuda_blaslt *b,
     return MTI_OK;
 }
 
-mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
-                            const float *bias, float *y, int m, int n, int k, mti_activation act,
-                            bool tf32)
+/* Plans (a miss builds one) and enqueues the GEMM, then the post kernel if the plan has one. */
+static mti_status linear_run(struct cuda_stream *s, const void *x, const void *w, const float *bias,
+                             float *y, int m, int n, int k, mti_activation act, bool tf32,
+                             cudaDataType_t dtype)
 {
     struct cuda_device *dev = mti__cuda_dev(s->base.device);
     struct cuda_blaslt *b = &s->blas;
@@ -238,7 +256,8 @@ mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *
         .act = (int)act,
         .has_bias = bias != NULL,
         .align = common_alignment(x, w, bias, y),
-        .tf32 = tf32 || dev->tf32,
+        .tf32 = tf32,
+        .dtype = (int)dtype,
     };
     struct cuda_linear_plan *p;
     MTI_CHECK(plan_get(dev, b, &key, bias, &p));
@@ -253,4 +272,19 @@ mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *
         MTI_CUDA_CHECK(
             dev, mti__cuda_bias_act(y, p->post_bias ? bias : NULL, m, n, p->post_act, s->stream));
     return MTI_OK;
+}
+
+mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
+                            const float *bias, float *y, int m, int n, int k, mti_activation act,
+                            bool tf32)
+{
+    struct cuda_device *dev = mti__cuda_dev(s->base.device);
+    return linear_run(s, x, w, bias, y, m, n, k, act, tf32 || dev->tf32, CUDA_R_32F);
+}
+
+mti_status mti__cuda_linear_bf16(struct cuda_stream *s, const uint16_t *x16, const uint16_t *w16,
+                                 const float *bias, float *y, int m, int n, int k,
+                                 mti_activation act)
+{
+    return linear_run(s, x16, w16, bias, y, m, n, k, act, false, CUDA_R_16BF);
 }

@@ -33,7 +33,7 @@
 #include "base/status.h"
 #include "base/sync.h"
 
-/* Plans cached per stream (keyed by shape, activation, bias, pointer alignment). */
+/* Plans cached per stream (keyed by shape, activation, bias, pointer alignment, precision). */
 #define MTI_CUDA_PLAN_CACHE 64
 /* Defaults of the MTI_CUDA_* knobs read once per device open. */
 #define MTI_CUDA_DEFAULT_SPIN_US   40
@@ -60,6 +60,7 @@ struct cuda_linear_key {
     int has_bias;
     int align; /* lowest common alignment of the pointers, bytes, capped at 256 */
     int tf32;  /* CUBLAS_COMPUTE_32F_FAST_TF32 (MTI_SUBMIT_TF32 or MTI_CUDA_TF32=1) */
+    int dtype; /* cudaDataType of A and B: CUDA_R_32F, or CUDA_R_16BF (linear_bf16_async) */
 };
 
 struct cuda_linear_plan {
@@ -213,6 +214,11 @@ void mti__cuda_blaslt_destroy(struct cuda_device *dev, struct cuda_blaslt *b);
 mti_status mti__cuda_linear(struct cuda_stream *s, const float *x, const float *w,
                             const float *bias, float *y, int m, int n, int k, mti_activation act,
                             bool tf32);
+/* The same with bf16 A and B (x16 and w16, bf16 bit patterns), CUBLAS_COMPUTE_32F and fp32
+ * bias and y: the GEMM of linear_bf16_async once its input is converted. */
+mti_status mti__cuda_linear_bf16(struct cuda_stream *s, const uint16_t *x16, const uint16_t *w16,
+                                 const float *bias, float *y, int m, int n, int k,
+                                 mti_activation act);
 
 /* ---- CUDA graphs (the stream vtable's graph members) -----------------------------------------
  *

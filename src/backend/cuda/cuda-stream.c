@@ -19,6 +19,7 @@
 
 #include "backend/cuda/cuda-internal.h"
 #include "backend/cuda/cuda-nn.h"
+#include "backend/cuda/nn-kernels.h"
 
 void mti__cuda_stream_set_error(struct cuda_stream *s, mti_status st)
 {
@@ -204,6 +205,20 @@ static mti_status stream_linear(mti_backend_stream *bs, const float *x, const fl
                             (flags & MTI_SUBMIT_TF32) != 0);
 }
 
+/* Rounds x to bf16 into x16 on the stream, then the bf16 GEMM (both stream-ordered, so the
+ * caller's x16 may be reused by the next linear on this stream). */
+static mti_status stream_linear_bf16(mti_backend_stream *bs, const float *x, uint16_t *x16,
+                                     const uint16_t *w16, const float *bias, float *y, int m, int n,
+                                     int k, mti_activation act, unsigned flags)
+{
+    (void)flags;
+    struct cuda_device *dev = mti__cuda_dev(bs->device);
+    struct cuda_stream *s = mti__cuda_stream(bs);
+    MTI_CHECK(mti__cuda_use_device(dev));
+    MTI_CUDA_CHECK(dev, mti__cuda_f32_to_bf16(x, x16, (size_t)m * (size_t)k, s->stream));
+    return mti__cuda_linear_bf16(s, x16, w16, bias, y, m, n, k, act);
+}
+
 /* Runs on a CUDA callback thread: no CUDA calls allowed here. */
 static void host_trampoline(void *arg)
 {
@@ -276,6 +291,7 @@ static const struct mti_backend_stream_i cuda_stream_iface = {
     .act_async = mti__cuda_act_async,
     .add_async = mti__cuda_add_async,
     .attention_async = mti__cuda_attention_async,
+    .linear_bf16_async = stream_linear_bf16,
 };
 
 mti_status mti__cuda_stream_create(mti_backend_device *bd, mti_backend_stream **out)

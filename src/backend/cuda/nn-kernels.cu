@@ -3,8 +3,10 @@
  * and softmax (one block per row, block reductions), elementwise activation and add, and
  * multi-head self-attention on PyTorch's packed q|k|v projection (one block per (query, head,
  * batch) with the query's score row in shared memory). Full fp32 math, no fast-math
- * intrinsics, so results track the CPU backend closely. The GEMMs are cuBLASLt's.
+ * intrinsics, so results track the CPU backend closely. The GEMMs are cuBLASLt's; bf16 GEMMs
+ * (MTI_PRECISION_BF16) read their activation input through f32_to_bf16_kernel.
  */
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math_constants.h>
 
@@ -135,6 +137,14 @@ __global__ void attention_kernel(const float *__restrict__ qkv, float *__restric
     }
 }
 
+__global__ void f32_to_bf16_kernel(const float *__restrict__ x, __nv_bfloat16 *__restrict__ y,
+                                   size_t count)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(x[i]);
+}
+
 unsigned grid_for(size_t count)
 {
     size_t blocks = (count + kThreads - 1) / kThreads;
@@ -203,5 +213,14 @@ extern "C" cudaError_t mti__cuda_attention(const float *qkv, float *out, int bat
     dim3 grid((unsigned)seq, (unsigned)heads, (unsigned)batch);
     unsigned threads = seq >= 128 ? 128 : 64;
     attention_kernel<<<grid, threads, smem, stream>>>(qkv, out, seq, heads, head_dim);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mti__cuda_f32_to_bf16(const float *x, uint16_t *y, size_t count,
+                                             cudaStream_t stream)
+{
+    if (count == 0) return cudaSuccess;
+    f32_to_bf16_kernel<<<grid_for(count), kThreads, 0, stream>>>(
+        x, reinterpret_cast<__nv_bfloat16 *>(y), count);
     return cudaGetLastError();
 }

@@ -6,6 +6,7 @@
 #define MTI_BACKEND_CUDA_NN_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cuda_runtime_api.h>
 
@@ -22,6 +23,9 @@ cudaError_t mti__cuda_add(const float *a, const float *b, float *y, size_t count
 /* cudaErrorInvalidValue when (seq + head_dim) floats do not fit in 48 KiB of shared memory. */
 cudaError_t mti__cuda_attention(const float *qkv, float *out, int batch, int seq, int heads,
                                 int head_dim, cudaStream_t stream);
+
+/* y[i] = x[i] rounded to bf16 (nearest even; bit patterns) for count elements. */
+cudaError_t mti__cuda_f32_to_bf16(const float *x, uint16_t *y, size_t count, cudaStream_t stream);
 
 #ifdef __cplusplus
 }
