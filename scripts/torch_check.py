@@ -10,9 +10,7 @@ max|out-ref|/max|ref| against PyTorch in float64. Exit 1 when an error exceeds -
 usage: torch_check.py [--cli build/bin/mtinfer] [--backend cuda] [--tol 1e-4]
 """
 import argparse
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -20,20 +18,8 @@ import tempfile
 import numpy as np
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(t["shape"]).copy()
-    return out
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "peers"))
+from torch_peer import read_safetensors  # noqa: E402  (one reader for the peer and this check)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -62,7 +48,7 @@ def main():
             path = os.path.join(tmp, name + ".safetensors")
             subprocess.run([args.cli, "model", "create", *create, "--seed", "7", "-o", path],
                            check=True, stdout=subprocess.DEVNULL)
-            sd = {k: torch.from_numpy(v).double() for k, v in read_safetensors(path).items()}
+            sd = {k: torch.from_numpy(v).double() for k, v in read_safetensors(path)[1].items()}
             if tr is None:
                 dims = [int(d) for d in create[create.index("--dims") + 1].split(",")]
                 act = nn.GELU() if "gelu" in create else nn.ReLU()
